@@ -1,0 +1,1 @@
+"""The wfe conformance suite."""

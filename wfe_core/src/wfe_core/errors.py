@@ -1,0 +1,130 @@
+"""The error types of wfe.
+
+Every provider raises these, never a driver's own exception, so that code written
+against one store behaves the same against another. All of them derive from
+:class:`WfeError`.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CapabilityNotSupported",
+    "ConcurrencyError",
+    "DefinitionError",
+    "EventNotFound",
+    "NotFoundError",
+    "ProviderNotFound",
+    "ProviderUnavailable",
+    "SerializationError",
+    "SubscriptionNotFound",
+    "TokenMismatch",
+    "WfeError",
+    "WorkflowNotFound",
+    "WorkflowNotRegistered",
+]
+
+
+class WfeError(Exception):
+    """Base class of every error wfe raises on purpose."""
+
+
+class NotFoundError(WfeError, LookupError):
+    """Something looked up by id does not exist in the store."""
+
+
+class WorkflowNotFound(NotFoundError):
+    """No workflow instance with this id exists in the store."""
+
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__(f"workflow instance {workflow_id!r} does not exist in the store")
+        self.workflow_id = workflow_id
+
+
+class EventNotFound(NotFoundError):
+    """No event with this id exists in the store."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"event {event_id!r} does not exist in the store")
+        self.event_id = event_id
+
+
+class SubscriptionNotFound(NotFoundError):
+    """No live subscription with this id exists (never created, or terminated)."""
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(
+            f"event subscription {subscription_id!r} does not exist "
+            "(it was never created or has been terminated)"
+        )
+        self.subscription_id = subscription_id
+
+
+class TokenMismatch(WfeError):
+    """The token presented for a subscription is not the one it holds."""
+
+    def __init__(self, subscription_id: str) -> None:
+        super().__init__(
+            f"subscription {subscription_id!r} is not held by the token presented "
+            "(it was released, expired and reclaimed, or never claimed with this token)"
+        )
+        self.subscription_id = subscription_id
+
+
+class ConcurrencyError(WfeError):
+    """A persist lost an optimistic-concurrency race: the stored revision moved on."""
+
+    def __init__(self, workflow_id: str, expected_revision: int) -> None:
+        super().__init__(
+            f"workflow instance {workflow_id!r} was changed by someone else: it is no "
+            f"longer at revision {expected_revision}; reload it and try again"
+        )
+        self.workflow_id = workflow_id
+        self.expected_revision = expected_revision
+
+
+class CapabilityNotSupported(WfeError, NotImplementedError):
+    """An optional capability was used on a provider that does not declare it."""
+
+    def __init__(self, capability: object, provider: object) -> None:
+        name = getattr(capability, "name", str(capability))
+        super().__init__(
+            f"{type(provider).__name__} does not support the optional capability "
+            f"{name}; check `provider.capabilities` before using it"
+        )
+        self.capability = capability
+
+
+class ProviderUnavailable(WfeError):
+    """The store or service behind a provider cannot be reached or used."""
+
+
+class ProviderNotFound(WfeError, LookupError):
+    """No installed package provides a store for this URL scheme."""
+
+
+class SerializationError(WfeError, TypeError):
+    """A value cannot be stored faithfully, or a stored value cannot be restored.
+
+    ``path`` names the offending field, e.g. ``data.items[2].price``.
+    """
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class DefinitionError(WfeError, ValueError):
+    """A workflow definition is invalid (named step, and what is wrong with it)."""
+
+
+class WorkflowNotRegistered(WfeError, LookupError):
+    """No workflow definition with this id (and version) is registered on the host."""
+
+    def __init__(self, definition_id: str, version: int | None = None) -> None:
+        what = repr(definition_id) if version is None else f"{definition_id!r} version {version}"
+        super().__init__(
+            f"workflow definition {what} is not registered on this host; "
+            "call host.register_workflow(...) first"
+        )
+        self.definition_id = definition_id
+        self.version = version

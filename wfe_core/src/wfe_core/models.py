@@ -1,0 +1,384 @@
+"""The data model: workflow instances and their execution pointers, events,
+subscriptions, scheduled commands, execution errors and lifecycle events.
+
+All times are timezone-aware UTC :class:`datetime.datetime` values; ids are strings
+(UUID4 unless the caller gives one).
+
+Change tracking
+---------------
+A :class:`WorkflowInstance` remembers which of its execution pointers were added or
+changed since it was loaded or last persisted, so a provider's ``persist_workflow``
+writes only those (a loop of 10,000 iterations does not rewrite 10,000 pointers per
+step). Assigning any attribute of a pointer marks it changed. Mutating one of its
+containers in place (``pointer.children.append(...)``, ``pointer.scope``,
+``pointer.extension_attributes``, or an object inside ``persistence_data``) is not
+seen: call :meth:`ExecutionPointer.mark_changed` afterwards, or assign a new value.
+Pointers are append-only: removing one from ``execution_pointers`` does not delete
+it from the store.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, SupportsIndex, overload
+
+__all__ = [
+    "Event",
+    "EventSubscription",
+    "ExecutionError",
+    "ExecutionPointer",
+    "LifecycleEvent",
+    "LifecycleEventType",
+    "PointerList",
+    "PointerStatus",
+    "QueueType",
+    "ScheduledCommand",
+    "WorkflowInstance",
+    "WorkflowStatus",
+    "new_id",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    """Return the current time as a timezone-aware UTC datetime."""
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    """Return a new random id (a UUID4 string)."""
+    return str(uuid.uuid4())
+
+
+class WorkflowStatus(StrEnum):
+    """The status of a workflow instance."""
+
+    RUNNABLE = "runnable"
+    """Running, sleeping or waiting: the host works on it when it is due."""
+    SUSPENDED = "suspended"
+    """Paused by a user or an error policy; nothing runs until it is resumed."""
+    COMPLETE = "complete"
+    """Finished normally."""
+    TERMINATED = "terminated"
+    """Stopped for good by a user, an error policy or a failed step."""
+
+
+class PointerStatus(StrEnum):
+    """The status of one execution pointer (one token sitting on one step)."""
+
+    PENDING = "pending"
+    """Created, not yet started."""
+    RUNNING = "running"
+    """Started at least once and not finished (also: a container waiting for children)."""
+    COMPLETE = "complete"
+    """The step proceeded."""
+    SLEEPING = "sleeping"
+    """Waiting until ``sleep_until`` (delay, retry back-off, schedule)."""
+    WAITING_FOR_EVENT = "waiting_for_event"
+    """Waiting for an event or an activity result."""
+    FAILED = "failed"
+    """The step failed and will not be retried."""
+    COMPENSATED = "compensated"
+    """The step failed or was reverted and its compensation was scheduled."""
+    CANCELLED = "cancelled"
+    """Cancelled by a cancel condition, termination or the end of the workflow."""
+    PENDING_PREDECESSOR = "pending_predecessor"
+    """A compensation step waiting for the compensation before it to finish."""
+
+
+class QueueType(StrEnum):
+    """The logical work queues a :class:`~wfe_core.queues.QueueProvider` carries."""
+
+    WORKFLOW = "workflow"
+    """Ids of workflow instances that may have runnable work."""
+    EVENT = "event"
+    """Ids of events that may need delivering."""
+    INDEX = "index"
+    """Ids of workflow instances to (re)index for search."""
+
+
+class LifecycleEventType(StrEnum):
+    """What a :class:`LifecycleEvent` reports."""
+
+    WORKFLOW_STARTED = "workflow_started"
+    WORKFLOW_RESUMED = "workflow_resumed"
+    WORKFLOW_SUSPENDED = "workflow_suspended"
+    WORKFLOW_COMPLETED = "workflow_completed"
+    WORKFLOW_TERMINATED = "workflow_terminated"
+    WORKFLOW_ERROR = "workflow_error"
+    STEP_STARTED = "step_started"
+    STEP_COMPLETED = "step_completed"
+
+
+_POINTER_FIELDS: tuple[str, ...] = ()  # filled in below, after the class exists
+
+
+@dataclass(eq=True)
+class ExecutionPointer:
+    """One token on one step of a workflow instance.
+
+    ``scope`` lists the ids of the enclosing container pointers, innermost first.
+    ``children`` lists the ids of the child pointers this (container) pointer spawned,
+    in the order they were spawned.
+    """
+
+    id: str = field(default_factory=new_id)
+    step_id: int = 0
+    step_name: str | None = None
+    active: bool = True
+    status: PointerStatus = PointerStatus.PENDING
+    sleep_until: datetime | None = None
+    persistence_data: Any = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    event_name: str | None = None
+    event_key: str | None = None
+    event_published: bool = False
+    event_data: Any = None
+    retry_count: int = 0
+    children: list[str] = field(default_factory=list)
+    context_item: Any = None
+    predecessor_id: str | None = None
+    outcome: Any = None
+    scope: list[str] = field(default_factory=list)
+    extension_attributes: dict[str, Any] = field(default_factory=dict)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        owner: PointerList | None = self.__dict__.get("_owner")
+        if owner is not None:
+            owner._changed[id(self)] = self
+
+    def mark_changed(self) -> None:
+        """Flag this pointer for the next persist after mutating a container in place."""
+        owner: PointerList | None = self.__dict__.get("_owner")
+        if owner is not None:
+            owner._changed[id(self)] = self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ExecutionPointer:
+        clone = ExecutionPointer.__new__(ExecutionPointer)
+        memo[id(self)] = clone
+        d = clone.__dict__
+        for name in _POINTER_FIELDS:
+            d[name] = copy.deepcopy(self.__dict__[name], memo)
+        return clone
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: self.__dict__[name] for name in _POINTER_FIELDS}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+
+
+_POINTER_FIELDS = tuple(f.name for f in fields(ExecutionPointer))
+
+
+class PointerList(list[ExecutionPointer]):
+    """The execution pointers of one instance, in creation order.
+
+    A list that also indexes pointers by id (:meth:`get`) and records which pointers
+    were added or changed since :meth:`WorkflowInstance.mark_persisted`.
+    """
+
+    def __init__(self, pointers: Iterable[ExecutionPointer] = ()) -> None:
+        super().__init__()
+        self._changed: dict[int, ExecutionPointer] = {}
+        self._by_id: dict[str, ExecutionPointer] = {}
+        self.extend(pointers)
+
+    def _adopt(self, pointer: ExecutionPointer) -> ExecutionPointer:
+        if not isinstance(pointer, ExecutionPointer):
+            raise TypeError(
+                f"execution_pointers holds ExecutionPointer objects, not {type(pointer).__name__}"
+            )
+        pointer.__dict__["_owner"] = self
+        self._changed[id(pointer)] = pointer
+        self._by_id[pointer.id] = pointer
+        return pointer
+
+    def append(self, pointer: ExecutionPointer) -> None:
+        """Add a pointer at the end (it counts as changed)."""
+        super().append(self._adopt(pointer))
+
+    def extend(self, pointers: Iterable[ExecutionPointer]) -> None:
+        """Add several pointers at the end (they count as changed)."""
+        super().extend(self._adopt(p) for p in pointers)
+
+    def insert(self, index: SupportsIndex, pointer: ExecutionPointer) -> None:
+        """Insert a pointer (it counts as changed)."""
+        super().insert(index, self._adopt(pointer))
+
+    @overload
+    def __setitem__(self, index: SupportsIndex, value: ExecutionPointer) -> None: ...
+    @overload
+    def __setitem__(self, index: slice, value: Iterable[ExecutionPointer]) -> None: ...
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if isinstance(index, slice):
+            super().__setitem__(index, [self._adopt(p) for p in value])
+        else:
+            super().__setitem__(index, self._adopt(value))
+
+    def __iadd__(self, pointers: Iterable[ExecutionPointer]) -> PointerList:  # type: ignore[override,misc]
+        self.extend(pointers)
+        return self
+
+    def get(self, pointer_id: str) -> ExecutionPointer | None:
+        """Return the pointer with this id, or None."""
+        p = self._by_id.get(pointer_id)
+        if p is None:  # ids may have been reassigned after adoption
+            for candidate in self:
+                if candidate.id == pointer_id:
+                    self._by_id[pointer_id] = candidate
+                    return candidate
+        return p
+
+    def changed(self) -> list[ExecutionPointer]:
+        """The pointers added or changed since the last :meth:`clear_changes`.
+
+        In the order they were first changed; pointers added since then come in the
+        order they were added.
+        """
+        return list(self._changed.values())
+
+    def clear_changes(self) -> None:
+        """Forget which pointers changed (after they were written or freshly loaded)."""
+        self._changed.clear()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PointerList:
+        clone = PointerList.__new__(PointerList)
+        memo[id(self)] = clone
+        list.__init__(clone)
+        clone._changed = {}
+        clone._by_id = {}
+        changed_ids = set(self._changed)
+        for p in self:
+            cp = copy.deepcopy(p, memo)
+            list.append(clone, cp)
+            cp.__dict__["_owner"] = clone
+            clone._by_id[cp.id] = cp
+            if id(p) in changed_ids:
+                clone._changed[id(cp)] = cp
+        return clone
+
+    def __reduce__(self) -> Any:
+        return (PointerList, (list(self),))
+
+
+@dataclass(eq=True)
+class WorkflowInstance:
+    """A running (or finished) workflow: a header, the user's data and its pointers.
+
+    ``revision`` is the optimistic-concurrency counter: ``create_workflow`` stores
+    revision 1, and every successful ``persist_workflow`` checks that the stored
+    revision equals this one and then bumps both by one.
+    """
+
+    workflow_definition_id: str
+    version: int = 1
+    id: str = ""
+    description: str | None = None
+    reference: str | None = None
+    status: WorkflowStatus = WorkflowStatus.RUNNABLE
+    data: Any = None
+    execution_pointers: PointerList = field(default_factory=PointerList)
+    next_execution: datetime | None = None
+    create_time: datetime = field(default_factory=utcnow)
+    complete_time: datetime | None = None
+    revision: int = 0
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "execution_pointers" and not isinstance(value, PointerList):
+            value = PointerList(value)
+        object.__setattr__(self, name, value)
+
+    def changed_pointers(self) -> list[ExecutionPointer]:
+        """Pointers added or changed since the instance was loaded or last persisted."""
+        return self.execution_pointers.changed()
+
+    def mark_persisted(self) -> None:
+        """Record that every pointer is now as stored (providers call this)."""
+        self.execution_pointers.clear_changes()
+
+    def pointer(self, pointer_id: str) -> ExecutionPointer | None:
+        """Return the execution pointer with this id, or None."""
+        return self.execution_pointers.get(pointer_id)
+
+
+@dataclass(eq=True)
+class Event:
+    """A published event: delivered to every live subscription with the same name and
+    key whose ``subscribe_as_of`` is at or before ``event_time``."""
+
+    event_name: str
+    event_key: str
+    event_data: Any = None
+    event_time: datetime = field(default_factory=utcnow)
+    id: str = ""
+    is_processed: bool = False
+
+
+@dataclass(eq=True)
+class EventSubscription:
+    """A waiting pointer's interest in events of one name and key.
+
+    ``external_token`` / ``external_worker_id`` / ``external_token_expiry`` hold an
+    activity worker's claim; a claim whose expiry has passed counts as no claim.
+    """
+
+    workflow_id: str
+    step_id: int
+    execution_pointer_id: str
+    event_name: str
+    event_key: str
+    subscribe_as_of: datetime = field(default_factory=utcnow)
+    subscription_data: Any = None
+    id: str = ""
+    external_token: str | None = None
+    external_worker_id: str | None = None
+    external_token_expiry: datetime | None = None
+
+
+@dataclass(eq=True)
+class ScheduledCommand:
+    """A command to run at or after ``execute_time``; one per ``(command_name, data)``."""
+
+    PROCESS_WORKFLOW = "process_workflow"
+    PROCESS_EVENT = "process_event"
+
+    command_name: str
+    data: str
+    execute_time: datetime
+
+
+@dataclass(eq=True)
+class ExecutionError:
+    """A step failure recorded for a workflow instance (append-only log)."""
+
+    workflow_id: str
+    execution_pointer_id: str | None
+    message: str
+    error_type: str | None = None
+    traceback: str | None = None
+    error_time: datetime = field(default_factory=utcnow)
+    id: str = field(default_factory=new_id)
+
+
+@dataclass(eq=True)
+class LifecycleEvent:
+    """A notification about a workflow or step, sent through a lifecycle publisher."""
+
+    type: LifecycleEventType
+    workflow_id: str
+    workflow_definition_id: str
+    version: int
+    reference: str | None = None
+    step_id: int | None = None
+    step_name: str | None = None
+    execution_pointer_id: str | None = None
+    message: str | None = None
+    event_time: datetime = field(default_factory=utcnow)

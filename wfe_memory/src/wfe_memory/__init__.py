@@ -1,0 +1,1 @@
+"""wfe in-memory persistence provider."""
