@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from wfe_core.builder import StepBuilder, WorkflowBuilder
 from wfe_core.capabilities import Capability
+from wfe_core.definition import (
+    ErrorBehavior,
+    ExecutionResult,
+    StepBody,
+    StepContext,
+    Workflow,
+    WorkflowDefinition,
+)
 from wfe_core.errors import (
     CapabilityNotSupported,
     ConcurrencyError,
@@ -17,6 +26,7 @@ from wfe_core.errors import (
     WorkflowNotFound,
     WorkflowNotRegistered,
 )
+from wfe_core.host import HostOptions, MiddlewarePhase, PendingActivity, WorkflowHost
 from wfe_core.models import (
     Event,
     EventSubscription,
@@ -30,8 +40,25 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
+from wfe_core.primitives import ActivityFailed, SubWorkflowFailed
+from wfe_core.serialization import register_type
 
 __all__ = [
+    "ActivityFailed",
+    "ErrorBehavior",
+    "ExecutionResult",
+    "HostOptions",
+    "MiddlewarePhase",
+    "PendingActivity",
+    "StepBody",
+    "StepBuilder",
+    "StepContext",
+    "SubWorkflowFailed",
+    "Workflow",
+    "WorkflowBuilder",
+    "WorkflowDefinition",
+    "WorkflowHost",
+    "register_type",
     "Capability",
     "CapabilityNotSupported",
     "ConcurrencyError",

@@ -1,0 +1,502 @@
+"""The fluent builder that turns a :class:`~wfe_core.definition.Workflow` into steps.
+
+Each call returns the builder of the step it adds, so chains read top to bottom::
+
+    builder.start_with(Reserve).then(charge).name("charge").wait_for(
+        "payment", key=lambda d: d.order_id, timeout=timedelta(hours=1)
+    ).output(paid=lambda s: s.event_data)
+
+A *branch* is a callable taking a builder (``lambda b: b.start_with(X).then(Y)``);
+``.do(branch)`` returns the container's builder, so ``.then(...)`` continues after
+the block.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
+from typing import Any, Generic, TypeVar
+
+from wfe_core import primitives as prim
+from wfe_core.definition import (
+    ErrorBehavior,
+    FunctionStep,
+    Outcome,
+    StepBody,
+    WorkflowDefinition,
+    WorkflowStep,
+    _call_style,
+)
+from wfe_core.errors import DefinitionError
+
+__all__ = [
+    "DecideBuilder",
+    "ParallelBuilder",
+    "StepBuilder",
+    "WhenBuilder",
+    "WorkflowBuilder",
+]
+
+TData = TypeVar("TData")
+Branch = Callable[["WorkflowBuilder[Any]"], Any]
+DataFn = Callable[..., Any]
+
+
+def _const_or_fn(value: Any) -> DataFn:
+    if callable(value) and not isinstance(value, type):
+        return value  # type: ignore[no-any-return]
+    return lambda _data: value
+
+
+def _make_body(step: Any, where: str) -> tuple[Callable[[], StepBody], str, bool]:
+    """Return (factory, name, run_in_thread) for a step given by the user."""
+    if isinstance(step, type) and issubclass(step, StepBody):
+        cls = step
+        run = cls.run
+        return cls, cls.__name__, not inspect.iscoroutinefunction(run)
+    if isinstance(step, StepBody):
+        raise DefinitionError(
+            f"{where}: pass the StepBody class {type(step).__name__}, not an instance "
+            "(a fresh instance is made for every execution)"
+        )
+    if callable(step) and not isinstance(step, type):
+        fn = step
+        name = getattr(fn, "__name__", type(fn).__name__)
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004
+        )
+        return (lambda: FunctionStep(fn)), name, not is_async
+    raise DefinitionError(
+        f"{where}: {step!r} is not a step: use a StepBody subclass or a function(context)"
+    )
+
+
+class _Chain(Generic[TData]):
+    """Operations that add a step after the current position (or as the first step)."""
+
+    _wb: WorkflowBuilder[Any]
+
+    def _link(self, step: WorkflowStep) -> None:
+        raise NotImplementedError
+
+    def _add(
+        self,
+        factory: Callable[[], StepBody],
+        name: str,
+        *,
+        thread: bool = False,
+        container: bool = False,
+    ) -> WorkflowStep:
+        step = self._wb._new_step(factory, name, thread=thread, container=container)
+        self._link(step)
+        return step
+
+    def then(self, step: Any) -> StepBuilder[TData]:
+        """Add ``step`` (a StepBody subclass or a function(context)) after this one."""
+        factory, name, thread = _make_body(step, f"then() after {self._where()}")
+        return StepBuilder(self._wb, self._add(factory, name, thread=thread))
+
+    def _where(self) -> str:
+        return "the start of the workflow"
+
+    def wait_for(
+        self,
+        name: str,
+        key: Any = "",
+        effective_date: Any = None,
+        timeout: Any = None,
+    ) -> StepBuilder[TData]:
+        """Wait for event ``name`` with ``key`` (a value or fn(data)); outputs
+        ``event_data`` and ``timed_out``. With ``timeout`` the step proceeds with
+        ``event_data = None`` and ``timed_out = True`` when no event came in time."""
+        if not isinstance(name, str) or not name:
+            raise DefinitionError(
+                f"wait_for after {self._where()}: event name must be a non-empty string"
+            )
+        sb = StepBuilder(self._wb, self._add(prim.WaitFor, f"wait_for({name})"))
+        sb._set_input("event_name", lambda _d: name)
+        sb._set_input("event_key", _const_or_fn(key))
+        if effective_date is not None:
+            sb._set_input("effective_date", _const_or_fn(effective_date))
+        if timeout is not None:
+            sb._set_input("timeout", _duration_fn(timeout, "wait_for timeout"))
+        return sb
+
+    def delay(self, period: Any) -> StepBuilder[TData]:
+        """Sleep for ``period`` (a timedelta or fn(data) -> timedelta), then go on."""
+        sb = StepBuilder(self._wb, self._add(prim.Delay, "delay"))
+        sb._set_input("period", _duration_fn(period, "delay"))
+        return sb
+
+    def if_(self, condition: DataFn) -> ContainerBuilder[TData]:
+        """Run a branch once when ``condition(data)`` is true: ``.if_(c).do(branch)``."""
+        sb = ContainerBuilder(self._wb, self._add(prim.If, "if", container=True))
+        sb._set_input("condition", condition)
+        return sb
+
+    def while_(self, condition: DataFn) -> ContainerBuilder[TData]:
+        """Repeat a branch while ``condition(data)`` is true."""
+        sb = ContainerBuilder(self._wb, self._add(prim.While, "while", container=True))
+        sb._set_input("condition", condition)
+        return sb
+
+    def foreach(self, items: DataFn, parallel: bool = True) -> ContainerBuilder[TData]:
+        """Run a branch per item of ``items(data)`` (``context.item``), in parallel or
+        one after another."""
+        sb = ContainerBuilder(self._wb, self._add(prim.Foreach, "foreach", container=True))
+        sb._set_input("items", items)
+        sb._set_input("parallel", _const_or_fn(parallel))
+        return sb
+
+    def parallel(self) -> ParallelBuilder[TData]:
+        """Start parallel branches: ``.parallel().do(a).do(b).join()``."""
+        return ParallelBuilder(self._wb, self._add(prim.Sequence, "parallel", container=True))
+
+    def decide(self, value: DataFn) -> DecideBuilder[TData]:
+        """Run the branches whose value equals ``value(data)``:
+        ``.decide(fn).branch(v1, b1).branch(v2, b2)``."""
+        sb = DecideBuilder(self._wb, self._add(prim.Decide, "decide", container=True))
+        sb._set_input("value", value)
+        return sb
+
+    def saga(self, branch: Branch) -> StepBuilder[TData]:
+        """A transaction scope: if a step inside fails, the completed steps inside are
+        compensated in reverse order."""
+        step = self._add(prim.Saga, "saga", container=True)
+        step.is_saga = True
+        sb = StepBuilder(self._wb, step)
+        sb._add_branch(branch, None, "saga")
+        return sb
+
+    def schedule(self, interval: Any) -> ScheduleBuilder[TData]:
+        """A side branch that runs once after ``interval``; the chain goes on at once."""
+        return ScheduleBuilder(self, prim.Schedule, "schedule", interval, None)
+
+    def recur(self, interval: Any, until: DataFn) -> ScheduleBuilder[TData]:
+        """A side branch run every ``interval`` until ``until(data)``; the chain goes on
+        at once."""
+        return ScheduleBuilder(self, prim.Recur, "recur", interval, until)
+
+    def activity(
+        self, name: Any, params: Any = None, effective_date: Any = None
+    ) -> StepBuilder[TData]:
+        """Wait for an activity worker to run activity ``name`` with ``params(data)``;
+        outputs ``result``."""
+        sb = StepBuilder(self._wb, self._add(prim.Activity, f"activity({name})"))
+        sb._set_input("activity_name", _const_or_fn(name))
+        if params is not None:
+            sb._set_input("params", _const_or_fn(params))
+        if effective_date is not None:
+            sb._set_input("effective_date", _const_or_fn(effective_date))
+        return sb
+
+    def sub_workflow(
+        self, definition_id: str, version: int | None = None, data: Any = None
+    ) -> StepBuilder[TData]:
+        """Start child workflow ``definition_id`` with ``data(data)`` and wait for it;
+        outputs ``result`` (the child's final data). A child that does not complete
+        fails this step."""
+        sb = StepBuilder(self._wb, self._add(prim.SubWorkflow, f"sub_workflow({definition_id})"))
+        sb._set_input("definition_id", lambda _d: definition_id)
+        sb._set_input("version", lambda _d: version)
+        if data is not None:
+            sb._set_input("child_data", _const_or_fn(data))
+        return sb
+
+    def end_workflow(self) -> StepBuilder[TData]:
+        """End the workflow here (it completes; open branches are cancelled)."""
+        return StepBuilder(self._wb, self._add(prim.EndWorkflow, "end_workflow"))
+
+
+def _duration_fn(value: Any, what: str) -> DataFn:
+    if isinstance(value, timedelta):
+        return lambda _d: value
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    raise DefinitionError(f"{what}: expected a timedelta or a function of the data, got {value!r}")
+
+
+class WorkflowBuilder(_Chain[TData]):
+    """Builds the steps of one workflow (or of one branch of it)."""
+
+    def __init__(self, steps: list[WorkflowStep] | None = None) -> None:
+        self._wb = self
+        self._steps: list[WorkflowStep] = [] if steps is None else steps
+        self.first_step: int | None = None
+
+    def _new_step(
+        self, factory: Callable[[], StepBody], name: str, *, thread: bool, container: bool
+    ) -> WorkflowStep:
+        step = WorkflowStep(
+            id=len(self._steps),
+            body=factory,
+            body_name=name,
+            run_in_thread=thread,
+            is_container=container,
+        )
+        self._steps.append(step)
+        return step
+
+    def _link(self, step: WorkflowStep) -> None:
+        if self.first_step is not None:
+            raise DefinitionError(
+                f"{step.display_name}: this builder already has a first step; chain further "
+                "steps on the builder returned by start_with()/then()"
+            )
+        self.first_step = step.id
+
+    def start_with(self, step: Any) -> StepBuilder[TData]:
+        """Add the first step."""
+        factory, name, thread = _make_body(step, "start_with()")
+        return StepBuilder(self, self._add(factory, name, thread=thread))
+
+    def _branch(self) -> WorkflowBuilder[Any]:
+        return WorkflowBuilder(self._steps)
+
+    def build(
+        self, id: str, version: int, data_type: type[Any] | None, description: str | None = None
+    ) -> WorkflowDefinition:
+        """Resolve attachments, validate and return the definition."""
+        steps = self._steps
+        if not steps:
+            raise DefinitionError(f"workflow {id!r} version {version} has no steps")
+        if self.first_step != 0:
+            raise DefinitionError(
+                f"workflow {id!r}: the first step must be added with start_with()"
+            )
+        by_external = {}
+        for s in steps:
+            if s.external_id is not None:
+                if s.external_id in by_external:
+                    raise DefinitionError(
+                        f"{s.display_name}: id {s.external_id!r} is already used by "
+                        f"{by_external[s.external_id].display_name}"
+                    )
+                by_external[s.external_id] = s
+        for s in steps:
+            for ext in s.pending_attach:
+                target = by_external.get(ext)
+                if target is None:
+                    raise DefinitionError(
+                        f"{s.display_name}: attach({ext!r}) names no step; give the target "
+                        f"step .id({ext!r})"
+                    )
+                s.outcomes.append(Outcome(target.id))
+            s.pending_attach = []
+            if s.is_container and not s.children and s.body is not prim.Foreach:
+                raise DefinitionError(
+                    f"{s.display_name}: the block is empty; add its steps with .do(branch)"
+                )
+            if s.is_container and not s.children:
+                raise DefinitionError(f"{s.display_name}: the block is empty; add .do(branch)")
+        return WorkflowDefinition(id, version, data_type, steps, description)
+
+
+class StepBuilder(_Chain[TData]):
+    """The builder of one step: configure it, or chain the next step."""
+
+    def __init__(self, wb: WorkflowBuilder[Any], step: WorkflowStep) -> None:
+        self._wb = wb
+        self.step = step
+
+    def _where(self) -> str:
+        return self.step.display_name
+
+    def _link(self, step: WorkflowStep) -> None:
+        self.step.outcomes.append(Outcome(step.id))
+        # steps that follow a compensation belong to it too
+        step.is_compensation = self.step.is_compensation
+
+    def _set_input(self, attr: str, fn: DataFn) -> None:
+        self.step.inputs = [i for i in self.step.inputs if i[0] != attr]
+        self.step.inputs.append((attr, fn, _call_style(fn, 2)))
+
+    def _add_branch(self, branch: Branch, value: Any, what: str) -> None:
+        if not callable(branch):
+            raise DefinitionError(
+                f"{self.step.display_name}: {what} takes a branch: a function taking a builder"
+            )
+        sub = self._wb._branch()
+        branch(sub)
+        if sub.first_step is None:
+            raise DefinitionError(f"{self.step.display_name}: a {what} branch adds no steps")
+        self.step.children.append(sub.first_step)
+        self.step.child_values.append(value)
+
+    def name(self, name: str) -> StepBuilder[TData]:
+        """Give the step a display name."""
+        self.step.name = name
+        return self
+
+    def id(self, external_id: str) -> StepBuilder[TData]:
+        """Give the step an id that ``attach`` can jump to."""
+        self.step.external_id = external_id
+        return self
+
+    def attach(self, external_id: str) -> StepBuilder[TData]:
+        """Continue at the step with this id (a jump; makes loops)."""
+        self.step.pending_attach.append(external_id)
+        return self
+
+    def input(self, **mappings: DataFn) -> StepBuilder[TData]:
+        """Set step attributes before each run: ``attr=fn(data)`` or
+        ``attr=fn(data, context)``."""
+        for attr, fn in mappings.items():
+            if not callable(fn):
+                raise DefinitionError(
+                    f"{self.step.display_name}: input {attr!r} must be a function of the data"
+                )
+            self._set_input(attr, fn)
+        return self
+
+    def output(self, **mappings: Callable[[Any], Any]) -> StepBuilder[TData]:
+        """When the step proceeds, set ``data.<attr> = fn(step)`` (``data[attr]`` for
+        dict data)."""
+        for attr, fn in mappings.items():
+            if not callable(fn):
+                raise DefinitionError(
+                    f"{self.step.display_name}: output {attr!r} must be a function of the step"
+                )
+            self.step.outputs.append((attr, fn))
+        return self
+
+    def on_error(
+        self,
+        behavior: ErrorBehavior,
+        retry_interval: timedelta | None = None,
+        max_retries: int | None = None,
+        backoff: float = 1.0,
+    ) -> StepBuilder[TData]:
+        """Choose what happens when this step (or block) fails."""
+        if not isinstance(behavior, ErrorBehavior):
+            raise DefinitionError(f"{self.step.display_name}: on_error takes an ErrorBehavior")
+        if max_retries is not None and max_retries < 0:
+            raise DefinitionError(f"{self.step.display_name}: max_retries must be >= 0")
+        if backoff < 1.0:
+            raise DefinitionError(f"{self.step.display_name}: backoff must be >= 1.0")
+        if retry_interval is not None and not isinstance(retry_interval, timedelta):
+            raise DefinitionError(f"{self.step.display_name}: retry_interval must be a timedelta")
+        self.step.error_behavior = behavior
+        self.step.retry_interval = retry_interval
+        self.step.max_retries = max_retries
+        self.step.backoff = backoff
+        return self
+
+    def compensate_with(self, step: Any) -> StepBuilder[TData]:
+        """Run ``step`` to undo this one when it (or its saga) fails."""
+        factory, name, thread = _make_body(step, f"compensate_with() of {self._where()}")
+        comp = self._wb._new_step(factory, name, thread=thread, container=False)
+        comp.is_compensation = True
+        self.step.compensation_step_id = comp.id
+        return self
+
+    def compensate_with_sequence(self, branch: Branch) -> StepBuilder[TData]:
+        """Run a sequence of steps to undo this one."""
+        comp = self._wb._new_step(prim.Compensation, "compensation", thread=False, container=True)
+        comp.is_compensation = True
+        StepBuilder(self._wb, comp)._add_branch(branch, None, "compensate_with_sequence")
+        self.step.compensation_step_id = comp.id
+        return self
+
+    def cancel_condition(
+        self, condition: Callable[[Any], bool], proceed_after_cancel: bool = False
+    ) -> StepBuilder[TData]:
+        """Cancel this step (and its branches) as soon as ``condition(data)`` is true."""
+        self.step.cancel_condition = condition
+        self.step.proceed_after_cancel = proceed_after_cancel
+        return self
+
+    def when(self, value: Any, label: str | None = None) -> WhenBuilder[TData]:
+        """Branch on this step's outcome: ``.when(v).do(branch)``; chain more ``.when``."""
+        if self.step.body is prim.OutcomeSwitch:
+            switch = self
+        else:
+            switch = StepBuilder(self._wb, self._add(prim.OutcomeSwitch, "when", container=True))
+        return WhenBuilder(switch, value, label)
+
+
+class ContainerBuilder(StepBuilder[TData]):
+    """The builder of a block step (if, while, foreach)."""
+
+    def do(self, branch: Branch) -> StepBuilder[TData]:
+        """Set the block's steps; returns the block's builder (``.then`` goes after it)."""
+        if self.step.children:
+            raise DefinitionError(f"{self.step.display_name}: do() was already called")
+        self._add_branch(branch, None, "do")
+        return self
+
+
+class ParallelBuilder(StepBuilder[TData]):
+    """The builder of ``parallel()``: add branches with ``do``, finish with ``join``."""
+
+    def do(self, branch: Branch) -> ParallelBuilder[TData]:
+        """Add one parallel branch."""
+        self._add_branch(branch, None, "parallel do")
+        return self
+
+    def join(self) -> StepBuilder[TData]:
+        """End the parallel block; ``.then`` continues when every branch is done."""
+        if not self.step.children:
+            raise DefinitionError(f"{self.step.display_name}: parallel() needs at least one do()")
+        return StepBuilder(self._wb, self.step)
+
+
+class DecideBuilder(StepBuilder[TData]):
+    """The builder of ``decide()``: add ``branch(value, branch)`` cases."""
+
+    def branch(self, value: Any, branch: Branch) -> DecideBuilder[TData]:
+        """Run ``branch`` when the decided value equals ``value``."""
+        self._add_branch(branch, value, "decide branch")
+        return self
+
+
+class WhenBuilder(Generic[TData]):
+    """``.when(value)`` waiting for its ``.do(branch)``."""
+
+    def __init__(self, switch: StepBuilder[TData], value: Any, label: str | None) -> None:
+        self._switch = switch
+        self._value = value
+        self._label = label
+
+    def do(self, branch: Branch) -> StepBuilder[TData]:
+        """Run ``branch`` when the outcome matches; returns the switch's builder."""
+        self._switch._add_branch(branch, self._value, f"when({self._value!r})")
+        return self._switch
+
+
+class ScheduleBuilder(Generic[TData]):
+    """``schedule(...)`` / ``recur(...)`` waiting for its ``.do(branch)``."""
+
+    def __init__(
+        self,
+        chain: _Chain[TData],
+        body: type[StepBody],
+        name: str,
+        interval: Any,
+        until: DataFn | None,
+    ) -> None:
+        self._chain = chain
+        self._body = body
+        self._name = name
+        self._interval = _duration_fn(interval, name)
+        self._until = until
+
+    def do(self, branch: Branch) -> Any:
+        """Set the side branch; returns the builder of the step before ``schedule``."""
+        step = self._chain._add(self._body, self._name, container=True)
+        sb = StepBuilder(self._chain._wb, step)
+        sb._set_input("interval", self._interval)
+        if self._until is not None:
+            sb._set_input("until", self._until)
+            sb.step.cancel_condition = None
+        sb._add_branch(branch, None, self._name)
+        return self._chain
+
+
+def as_iterable(value: Any) -> Iterable[Any]:
+    """Items of a foreach collection (None means none)."""
+    return () if value is None else value
+
+
+_ = datetime  # re-exported type used in annotations of builder callers

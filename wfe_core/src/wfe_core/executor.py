@@ -1,0 +1,638 @@
+"""One pass over a workflow instance: run its runnable pointers, checkpointing after
+every step.
+
+Within a pass a pointer made runnable by the step before it runs in the same pass,
+and the instance is persisted (revision-checked, with its new subscriptions, as one
+atomic write of the pointers that changed) after each step. The pass ends when
+nothing is runnable now, the workflow stops being RUNNABLE, or the host asks it to
+stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback as tb
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from wfe_core.definition import (
+    ErrorBehavior,
+    ExecutionResult,
+    FunctionStep,
+    StepBody,
+    StepContext,
+    WorkflowDefinition,
+    WorkflowStep,
+)
+from wfe_core.models import (
+    EventSubscription,
+    ExecutionError,
+    ExecutionPointer,
+    LifecycleEvent,
+    LifecycleEventType,
+    PointerStatus,
+    WorkflowInstance,
+    WorkflowStatus,
+    new_id,
+    utcnow,
+)
+from wfe_core.primitives import ACTIVITY_EVENT
+
+if TYPE_CHECKING:
+    from wfe_core.host import WorkflowHost
+
+__all__ = ["PassControl", "WorkflowExecutor"]
+
+log = logging.getLogger("wfe.executor")
+
+_FAILED_MARK = "wfe.failed"
+StepMiddleware = Callable[
+    [StepContext[Any], Callable[[], Awaitable[ExecutionResult]]], Awaitable[ExecutionResult]
+]
+
+
+class PassControl:
+    """Signals between the host and a running pass."""
+
+    __slots__ = ("cancelled", "stop_requested")
+
+    def __init__(self) -> None:
+        self.cancelled = asyncio.Event()
+        self.stop_requested = False
+
+
+def _call_sync(body: StepBody, context: StepContext[Any]) -> Any:
+    if isinstance(body, FunctionStep):
+        return body.fn(context)
+    return body.run(context)
+
+
+def _is_waiting(p: ExecutionPointer) -> bool:
+    return p.status is PointerStatus.WAITING_FOR_EVENT and not p.event_published
+
+
+class _Pass:
+    """The state of one pass over one instance."""
+
+    def __init__(
+        self,
+        executor: WorkflowExecutor,
+        instance: WorkflowInstance,
+        definition: WorkflowDefinition,
+        control: PassControl,
+    ) -> None:
+        self.ex = executor
+        self.host = executor.host
+        self.instance = instance
+        self.definition = definition
+        self.steps = definition.steps
+        self.control = control
+        self.now = utcnow()
+        self.open: dict[str, ExecutionPointer] = {}
+        self.open_in_scope: dict[str, int] = {}
+        self.waiting_for_predecessor: dict[str, ExecutionPointer] = {}
+        self.ready: deque[ExecutionPointer] = deque()
+        self.new_subs: list[EventSubscription] = []
+        self.errors: list[ExecutionError] = []
+        self.ended_waiters: list[str] = []
+        self.lifecycle: list[LifecycleEvent] = []
+        self.ended_status: WorkflowStatus | None = None
+        for p in instance.execution_pointers:
+            if p.end_time is None:
+                self.open[p.id] = p
+                for s in p.scope:
+                    self.open_in_scope[s] = self.open_in_scope.get(s, 0) + 1
+                if p.status is PointerStatus.PENDING_PREDECESSOR and p.predecessor_id:
+                    self.waiting_for_predecessor[p.predecessor_id] = p
+        for p in self.open.values():
+            if self._runnable(p):
+                self.ready.append(p)
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _runnable(self, p: ExecutionPointer) -> bool:
+        if p.end_time is not None:
+            return False
+        if not p.active and not (_is_waiting(p) and p.sleep_until is not None):
+            return False
+        if p.sleep_until is not None and p.sleep_until > self.now:
+            return False
+        return self.open_in_scope.get(p.id, 0) == 0
+
+    def _open_pointer(self, p: ExecutionPointer) -> None:
+        self.instance.execution_pointers.append(p)
+        self.open[p.id] = p
+        for s in p.scope:
+            self.open_in_scope[s] = self.open_in_scope.get(s, 0) + 1
+        if p.status is PointerStatus.PENDING_PREDECESSOR and p.predecessor_id:
+            self.waiting_for_predecessor[p.predecessor_id] = p
+        elif self._runnable(p):
+            self.ready.append(p)
+
+    def _end(self, p: ExecutionPointer, status: PointerStatus) -> None:
+        if p.end_time is not None:
+            return
+        if _is_waiting(p):
+            self.ended_waiters.append(p.id)
+        p.active = False
+        p.status = status
+        p.end_time = self.now
+        p.sleep_until = None
+        self.open.pop(p.id, None)
+        for s in p.scope:
+            n = self.open_in_scope.get(s, 0) - 1
+            self.open_in_scope[s] = n
+            if n <= 0:
+                self.open_in_scope.pop(s, None)
+                parent = self.open.get(s)
+                if parent is not None and self._runnable(parent) and parent not in self.ready:
+                    self.ready.append(parent)
+
+    def _new_pointer(
+        self,
+        step_id: int,
+        *,
+        scope: list[str],
+        predecessor: str | None,
+        item: Any = None,
+        status: PointerStatus = PointerStatus.PENDING,
+    ) -> ExecutionPointer:
+        step = self.steps[step_id]
+        return ExecutionPointer(
+            id=new_id(),
+            step_id=step_id,
+            step_name=step.name,
+            active=status is PointerStatus.PENDING,
+            status=status,
+            context_item=item,
+            predecessor_id=predecessor,
+            scope=list(scope),
+        )
+
+    def _event(
+        self,
+        kind: LifecycleEventType,
+        p: ExecutionPointer | None = None,
+        message: str | None = None,
+    ) -> None:
+        if not self.ex.publish_lifecycle:
+            return
+        inst = self.instance
+        self.lifecycle.append(
+            LifecycleEvent(
+                type=kind,
+                workflow_id=inst.id,
+                workflow_definition_id=inst.workflow_definition_id,
+                version=inst.version,
+                reference=inst.reference,
+                step_id=p.step_id if p else None,
+                step_name=p.step_name if p else None,
+                execution_pointer_id=p.id if p else None,
+                message=message,
+                event_time=self.now,
+            )
+        )
+
+    def _follow_outcomes(self, p: ExecutionPointer, step: WorkflowStep) -> None:
+        for o in step.outcomes:
+            if o.matches(p.outcome):
+                self._open_pointer(
+                    self._new_pointer(
+                        o.next_step, scope=p.scope, predecessor=p.id, item=p.context_item
+                    )
+                )
+        successor = self.waiting_for_predecessor.pop(p.id, None)
+        if successor is not None and successor.end_time is None:
+            successor.status = PointerStatus.PENDING
+            successor.active = True
+            if self._runnable(successor):
+                self.ready.append(successor)
+
+    # ------------------------------------------------------------------ the loop
+    async def run(self) -> None:
+        inst = self.instance
+        self._process_cancellations()
+        if self._dirty():
+            await self._checkpoint()
+        while self.ready and inst.status is WorkflowStatus.RUNNABLE:
+            if self.control.stop_requested:
+                break
+            p = self.ready.popleft()
+            self.now = utcnow()
+            if not self._runnable(p):
+                continue
+            await self._execute(p)
+            self._process_cancellations()
+            if not self.open and inst.status is WorkflowStatus.RUNNABLE:
+                self._finish(WorkflowStatus.COMPLETE)
+            await self._checkpoint()
+
+    def _dirty(self) -> bool:
+        return bool(self.instance.changed_pointers() or self.ended_waiters)
+
+    def _next_execution(self) -> datetime | None:
+        if self.instance.status is not WorkflowStatus.RUNNABLE:
+            return None
+        if self.ready:
+            return self.now
+        best: datetime | None = None
+        for p in self.open.values():
+            if self.open_in_scope.get(p.id, 0):
+                continue
+            if p.active or (_is_waiting(p) and p.sleep_until is not None):
+                t = p.sleep_until or self.now
+                if best is None or t < best:
+                    best = t
+        return best
+
+    async def _checkpoint(self) -> None:
+        inst = self.instance
+        inst.next_execution = self._next_execution()
+        subs, self.new_subs = self.new_subs, []
+        await self.ex.persistence.persist_workflow(inst, subs)
+        if self.errors:
+            errors, self.errors = self.errors, []
+            await self.ex.persistence.persist_errors(errors)
+        if self.ended_waiters:
+            ended, self.ended_waiters = self.ended_waiters, []
+            await self.ex.persistence.terminate_subscriptions(inst.id, ended)
+        for sub in subs:
+            if sub.event_name != ACTIVITY_EVENT:
+                await self.host._catch_up(sub)
+        if self.lifecycle:
+            events, self.lifecycle = self.lifecycle, []
+            for e in events:
+                await self.host._publish_lifecycle(e)
+        if self.ended_status is not None:
+            status, self.ended_status = self.ended_status, None
+            await self.host._workflow_ended(inst, status)
+
+    # ------------------------------------------------------------------ one step
+    async def _execute(self, p: ExecutionPointer) -> None:
+        inst = self.instance
+        try:
+            step = self.steps[p.step_id]
+        except IndexError:
+            self._record_error(
+                p,
+                LookupError(
+                    f"step {p.step_id} is not in {inst.workflow_definition_id} v{inst.version}"
+                ),
+            )
+            p.sleep_until = self.now + timedelta(seconds=self.ex.options.error_retry_interval)
+            return
+        if (
+            step.is_container
+            and isinstance(p.persistence_data, dict)
+            and _FAILED_MARK in p.persistence_data
+        ):
+            self._settle_failed_block(p, step, p.persistence_data[_FAILED_MARK])
+            return
+        if p.start_time is None:
+            p.start_time = self.now
+            self._event(LifecycleEventType.STEP_STARTED, p)
+        if p.status is not PointerStatus.RUNNING:
+            p.status = PointerStatus.RUNNING
+        body = step.body()
+        context: StepContext[Any] = StepContext(inst, step, p, self.host, self.control.cancelled)
+        try:
+            data = inst.data
+            for attr, fn, nargs in step.inputs:
+                setattr(body, attr, fn(data) if nargs == 1 else fn(data, context))
+            result = await self.ex.run_step(step, body, context)
+            if result is None:
+                result = ExecutionResult.next()
+            elif not isinstance(result, ExecutionResult):
+                raise TypeError(
+                    f"{step.display_name} returned {type(result).__name__}; return an "
+                    "ExecutionResult or None"
+                )
+            if result.proceed and step.outputs:
+                self._apply_outputs(step, body)
+        except Exception as exc:  # a step failure: the error policy decides
+            if self.control.cancelled.is_set() and inst.status is not WorkflowStatus.RUNNABLE:
+                return
+            self.now = utcnow()
+            self._handle_error(p, step, exc)
+            return
+        self.now = utcnow()
+        self._apply_result(p, step, result)
+
+    def _apply_outputs(self, step: WorkflowStep, body: StepBody) -> None:
+        data = self.instance.data
+        for attr, fn in step.outputs:
+            value = fn(body)
+            if isinstance(data, dict):
+                data[attr] = value
+            else:
+                setattr(data, attr, value)
+
+    def _apply_result(self, p: ExecutionPointer, step: WorkflowStep, r: ExecutionResult) -> None:
+        p.persistence_data = r.persistence_data
+        if r.end:
+            p.outcome = r.outcome_value
+            self._end(p, PointerStatus.COMPLETE)
+            self._event(LifecycleEventType.STEP_COMPLETED, p)
+            self._finish(WorkflowStatus.COMPLETE)
+            return
+        if r.event_name is not None:
+            p.event_name = r.event_name
+            p.event_key = r.event_key
+            p.event_published = False
+            p.event_data = None
+            p.active = False
+            p.status = PointerStatus.WAITING_FOR_EVENT
+            p.sleep_until = (self.now + r.sleep_for) if r.sleep_for is not None else None
+            self.new_subs.append(
+                EventSubscription(
+                    workflow_id=self.instance.id,
+                    step_id=step.id,
+                    execution_pointer_id=p.id,
+                    event_name=r.event_name,
+                    event_key=r.event_key or "",
+                    subscribe_as_of=r.event_as_of or self.now,
+                    subscription_data=r.subscription_data,
+                    id=new_id(),
+                )
+            )
+            return
+        if r.proceed:
+            p.outcome = r.outcome_value
+            self._end(p, PointerStatus.COMPLETE)
+            self._event(LifecycleEventType.STEP_COMPLETED, p)
+            self._follow_outcomes(p, step)
+            return
+        if r.branch_values is not None:
+            children = r.branch_children if r.branch_children is not None else step.children
+            scope = [p.id, *p.scope]
+            new_ids = []
+            for value in r.branch_values:
+                for child in children:
+                    c = self._new_pointer(child, scope=scope, predecessor=p.id, item=value)
+                    new_ids.append(c.id)
+                    self._open_pointer(c)
+            p.children = [*p.children, *new_ids]
+            p.sleep_until = None
+            if self._runnable(p):
+                self.ready.append(p)
+            return
+        if r.sleep_for is not None or r.sleep_until is not None:
+            p.sleep_until = r.sleep_until or (self.now + (r.sleep_for or timedelta(0)))
+            p.status = PointerStatus.SLEEPING
+            return
+        # persist: run again
+        self.ready.append(p)
+
+    # ------------------------------------------------------------------ cancellation
+    def _process_cancellations(self) -> None:
+        if not self.definition.cancellable_steps or not self.open:
+            return
+        for step in self.definition.cancellable_steps:
+            targets = [p for p in self.open.values() if p.step_id == step.id]
+            if not targets:
+                continue
+            assert step.cancel_condition is not None
+            try:
+                cancel = bool(step.cancel_condition(self.instance.data))
+            except Exception as exc:
+                self._record_error(targets[0], exc)
+                continue
+            if not cancel:
+                continue
+            for p in targets:
+                self._cancel_tree(p)
+                if step.proceed_after_cancel:
+                    self._follow_outcomes(p, step)
+
+    def _cancel_tree(self, p: ExecutionPointer) -> None:
+        for q in [q for q in self.open.values() if p.id in q.scope]:
+            self._end(q, PointerStatus.CANCELLED)
+        self._end(p, PointerStatus.CANCELLED)
+
+    # ------------------------------------------------------------------ errors
+    def _record_error(self, p: ExecutionPointer, exc: BaseException) -> None:
+        message = str(exc) or type(exc).__name__
+        self.errors.append(
+            ExecutionError(
+                workflow_id=self.instance.id,
+                execution_pointer_id=p.id,
+                message=message,
+                error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
+                traceback="".join(tb.format_exception(exc)),
+                error_time=self.now,
+            )
+        )
+        self._event(LifecycleEventType.WORKFLOW_ERROR, p, message)
+        log.warning(
+            "workflow %s %s failed: %s",
+            self.instance.id,
+            self.steps[p.step_id].display_name if p.step_id < len(self.steps) else p.step_id,
+            message,
+        )
+
+    def _retry_delay(self, step: WorkflowStep, attempt: int) -> timedelta:
+        base = step.retry_interval or timedelta(seconds=self.ex.options.error_retry_interval)
+        return base * (step.backoff ** max(attempt - 1, 0))
+
+    def _handle_error(self, p: ExecutionPointer, step: WorkflowStep, exc: Exception) -> None:
+        self._record_error(p, exc)
+        behavior = step.error_behavior
+        if behavior is None:
+            if not step.is_compensation and self._boundary(p) is not None:
+                behavior = ErrorBehavior.COMPENSATE
+            else:
+                behavior = ErrorBehavior.RETRY
+        if behavior is ErrorBehavior.RETRY:
+            if step.max_retries is not None and p.retry_count >= step.max_retries:
+                self._fail(p)
+                return
+            p.retry_count += 1
+            p.sleep_until = self.now + self._retry_delay(step, p.retry_count)
+            p.status = PointerStatus.SLEEPING
+            if step.is_saga:
+                p.persistence_data = None
+        elif behavior is ErrorBehavior.SUSPEND:
+            p.status = PointerStatus.PENDING
+            self._suspend()
+        elif behavior is ErrorBehavior.TERMINATE:
+            self._end(p, PointerStatus.FAILED)
+            self._finish(WorkflowStatus.TERMINATED)
+        else:
+            self._fail(p)
+
+    def _boundary(self, p: ExecutionPointer) -> ExecutionPointer | None:
+        """The nearest pointer (p or an enclosing block) that can compensate."""
+        chain = [p, *(self.instance.pointer(s) for s in p.scope)]
+        for q in chain:
+            if q is None:
+                continue
+            s = self.steps[q.step_id]
+            if s.compensation_step_id is not None or s.is_saga:
+                return q
+        return None
+
+    def _fail(self, p: ExecutionPointer) -> None:
+        """The step failed for good: compensate if something can, else terminate."""
+        boundary = None if self.steps[p.step_id].is_compensation else self._boundary(p)
+        if boundary is None:
+            self._end(p, PointerStatus.FAILED)
+            self._finish(WorkflowStatus.TERMINATED)
+            return
+        step = self.steps[p.step_id]
+        if boundary is p:
+            self._end(p, PointerStatus.COMPENSATED)
+            self._chain_compensations([p])
+            self._follow_outcomes(p, step)
+            return
+        self._end(
+            p,
+            PointerStatus.COMPENSATED
+            if step.compensation_step_id is not None
+            else PointerStatus.FAILED,
+        )
+        bid = boundary.id
+        for q in [q for q in self.open.values() if bid in q.scope]:
+            self._end(q, PointerStatus.CANCELLED)
+        done = [
+            q
+            for q in self.instance.execution_pointers
+            if bid in q.scope
+            and q.status is PointerStatus.COMPLETE
+            and self.steps[q.step_id].compensation_step_id is not None
+            and not self.steps[q.step_id].is_compensation
+        ]
+        done.reverse()
+        done.sort(key=lambda q: q.end_time or self.now, reverse=True)
+        to_compensate = [p] if step.compensation_step_id is not None else []
+        to_compensate += done
+        for q in done:
+            q.status = PointerStatus.COMPENSATED
+        bstep = self.steps[boundary.step_id]
+        if not bstep.is_saga:
+            to_compensate.append(boundary)
+        self._chain_compensations(to_compensate, scope=[bid, *boundary.scope])
+        behavior = bstep.error_behavior if bstep.is_saga else None
+        if behavior is ErrorBehavior.RETRY:
+            if bstep.max_retries is not None and boundary.retry_count >= bstep.max_retries:
+                boundary.persistence_data = {_FAILED_MARK: "fail"}
+            else:
+                boundary.retry_count += 1
+                boundary.persistence_data = None
+                boundary.children = []
+                boundary.sleep_until = self.now + self._retry_delay(bstep, boundary.retry_count)
+                boundary.status = PointerStatus.SLEEPING
+        else:
+            mark = (
+                {ErrorBehavior.TERMINATE: "terminate", ErrorBehavior.SUSPEND: "suspend"}.get(
+                    behavior, "compensated"
+                )
+                if behavior is not None
+                else "compensated"
+            )
+            boundary.persistence_data = {_FAILED_MARK: mark}
+        if self._runnable(boundary) and boundary not in self.ready:
+            self.ready.append(boundary)
+
+    def _chain_compensations(
+        self, pointers: list[ExecutionPointer], scope: list[str] | None = None
+    ) -> None:
+        previous: str | None = None
+        for q in pointers:
+            comp_step = self.steps[q.step_id].compensation_step_id
+            if comp_step is None:
+                continue
+            status = (
+                PointerStatus.PENDING if previous is None else PointerStatus.PENDING_PREDECESSOR
+            )
+            c = self._new_pointer(
+                comp_step,
+                scope=scope if scope is not None else q.scope,
+                predecessor=previous or q.id,
+                item=q.context_item,
+                status=status,
+            )
+            self._open_pointer(c)
+            previous = c.id
+
+    def _settle_failed_block(self, p: ExecutionPointer, step: WorkflowStep, mark: str) -> None:
+        if mark == "terminate":
+            self._end(p, PointerStatus.COMPENSATED)
+            self._finish(WorkflowStatus.TERMINATED)
+        elif mark == "suspend":
+            p.persistence_data = None
+            p.children = []
+            self._suspend()
+        elif mark == "fail":
+            p.persistence_data = None
+            self._fail(p)
+        else:
+            p.persistence_data = None
+            self._end(p, PointerStatus.COMPENSATED)
+            self._event(LifecycleEventType.STEP_COMPLETED, p)
+            self._follow_outcomes(p, step)
+
+    # ------------------------------------------------------------------ workflow end
+    def _suspend(self) -> None:
+        self.instance.status = WorkflowStatus.SUSPENDED
+        self._event(LifecycleEventType.WORKFLOW_SUSPENDED)
+
+    def _finish(self, status: WorkflowStatus) -> None:
+        inst = self.instance
+        for q in list(self.open.values()):
+            self._end(q, PointerStatus.CANCELLED)
+        self.ready.clear()
+        inst.status = status
+        inst.complete_time = self.now
+        self.ended_status = status
+        self._event(
+            LifecycleEventType.WORKFLOW_COMPLETED
+            if status is WorkflowStatus.COMPLETE
+            else LifecycleEventType.WORKFLOW_TERMINATED
+        )
+
+
+class WorkflowExecutor:
+    """Runs passes for a host."""
+
+    def __init__(self, host: WorkflowHost) -> None:
+        self.host = host
+        self.persistence = host.persistence
+        self.options = host.options
+        self.step_middleware: list[StepMiddleware] = []
+        self.publish_lifecycle = True
+
+    async def run_pass(
+        self, instance: WorkflowInstance, definition: WorkflowDefinition, control: PassControl
+    ) -> None:
+        """Run everything runnable now; persist after each step."""
+        await _Pass(self, instance, definition, control).run()
+
+    async def run_step(
+        self, step: WorkflowStep, body: StepBody, context: StepContext[Any]
+    ) -> ExecutionResult | None:
+        """Run a step body through the step middleware."""
+
+        async def call() -> ExecutionResult:
+            if step.run_in_thread:
+                result = await asyncio.to_thread(_call_sync, body, context)
+            else:
+                result = await body.run(context)
+            return result  # type: ignore[no-any-return]
+
+        if not self.step_middleware or step.body.__module__ == "wfe_core.primitives":
+            return await call()
+        chain: Callable[[], Awaitable[ExecutionResult]] = call
+        for mw in reversed(self.step_middleware):
+            chain = _bind(mw, context, chain)
+        return await chain()
+
+
+def _bind(
+    mw: StepMiddleware, context: StepContext[Any], nxt: Callable[[], Awaitable[ExecutionResult]]
+) -> Callable[[], Awaitable[ExecutionResult]]:
+    async def call() -> ExecutionResult:
+        return await mw(context, nxt)
+
+    return call

@@ -1,0 +1,833 @@
+"""The :class:`WorkflowHost`: runs workflows, delivers events, and keeps going across
+crashes, restarts and many hosts on one store.
+
+The store is the source of truth; queues only carry hints. Background work per host:
+
+* a workflow consumer (at most ``max_concurrent_workflows`` passes at once),
+* an event consumer that delivers published events to waiting pointers,
+* a poller (one host at a time per store, elected through the lock provider) that
+  re-finds due workflows, unprocessed events and due scheduled commands, so a lost
+  queue entry delays work but never loses it.
+
+A pass over an instance holds the instance's lock (a lease, renewed while the pass
+runs), loads it, runs its runnable pointers with a revision-checked checkpoint after
+every step, and releases the lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from types import TracebackType
+from typing import Any, Self
+
+from wfe_core.builder import WorkflowBuilder
+from wfe_core.capabilities import Capability
+from wfe_core.definition import StepContext, Workflow, WorkflowDefinition, WorkflowRegistry
+from wfe_core.errors import (
+    ConcurrencyError,
+    DefinitionError,
+    EventNotFound,
+    SubscriptionNotFound,
+    TokenMismatch,
+    WfeError,
+    WorkflowNotFound,
+)
+from wfe_core.executor import PassControl, StepMiddleware, WorkflowExecutor
+from wfe_core.lifecycle import InProcessLifecyclePublisher, LifecycleHandler, LifecyclePublisher
+from wfe_core.locks import DistributedLockProvider, InProcessLockProvider, shared_lock_table
+from wfe_core.models import (
+    Event,
+    EventSubscription,
+    ExecutionError,
+    ExecutionPointer,
+    LifecycleEvent,
+    LifecycleEventType,
+    PointerStatus,
+    QueueType,
+    ScheduledCommand,
+    WorkflowInstance,
+    WorkflowStatus,
+    new_id,
+    utcnow,
+)
+from wfe_core.persistence import PersistenceProvider
+from wfe_core.primitives import (
+    ACTIVITY_EVENT,
+    PARENT_ATTRIBUTE,
+    WORKFLOW_ENDED_EVENT,
+    ActivityResult,
+    SubWorkflow,
+    WorkflowEnded,
+)
+from wfe_core.queues import InProcessQueueProvider, QueueProvider
+from wfe_core.serialization import Serializer, default_serializer
+
+__all__ = ["HostOptions", "MiddlewarePhase", "PendingActivity", "WorkflowHost"]
+
+log = logging.getLogger("wfe.host")
+
+WorkflowMiddleware = Callable[[WorkflowInstance], Awaitable[None] | None]
+
+
+class MiddlewarePhase(StrEnum):
+    """When a workflow middleware runs."""
+
+    PRE_WORKFLOW = "pre_workflow"
+    """Before a new instance is first stored (it may change the instance)."""
+    POST_WORKFLOW = "post_workflow"
+    """After an instance completed or was terminated."""
+    EXECUTE_WORKFLOW = "execute_workflow"
+    """After every pass over an instance."""
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    """Host settings; every duration is in seconds."""
+
+    poll_interval: float = 2.0
+    """How often the poller looks for due workflows, events and commands."""
+    idle_time: float = 0.1
+    """How long a consumer waits for work before looking again."""
+    error_retry_interval: float = 60.0
+    """Default pause before a failed step is retried."""
+    max_concurrent_workflows: int = 32
+    """Passes one host runs at once."""
+    max_concurrent_events: int = 16
+    """Event deliveries one host runs at once."""
+    lock_ttl: float = 30.0
+    """Lease of a workflow's lock; renewed every third of it while a pass runs."""
+    activity_token_ttl: float = 300.0
+    """How long an activity worker's claim lasts before another worker may take it."""
+    stop_timeout: float = 30.0
+    """How long stopping waits for running steps before cancelling them."""
+    poll_batch: int = 1000
+    """The most due workflows or events one poll queues."""
+
+    def __post_init__(self) -> None:
+        for name in ("poll_interval", "idle_time", "lock_ttl", "activity_token_ttl"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"HostOptions.{name} must be positive")
+        if self.error_retry_interval < 0 or self.stop_timeout < 0:
+            raise ValueError("HostOptions durations must not be negative")
+        if self.max_concurrent_workflows < 1 or self.max_concurrent_events < 1:
+            raise ValueError("HostOptions concurrency limits must be at least 1")
+
+
+@dataclass(frozen=True)
+class PendingActivity:
+    """An activity claimed by a worker: do the work, then submit with ``token``."""
+
+    token: str
+    activity_name: str
+    parameters: Any
+    token_expiry: datetime
+
+
+def _workflow_lock(workflow_id: str) -> str:
+    return f"wfe:workflow:{workflow_id}"
+
+
+class WorkflowHost:
+    """Runs registered workflows on a persistence provider.
+
+    ``lock_provider`` defaults to an in-process lock shared by every host on the same
+    provider object; ``queue_provider`` to an in-process queue; ``lifecycle`` to an
+    in-process publisher. Give every host its own lock and queue provider instances.
+    """
+
+    def __init__(
+        self,
+        persistence: PersistenceProvider,
+        *,
+        lock_provider: DistributedLockProvider | None = None,
+        queue_provider: QueueProvider | None = None,
+        lifecycle: LifecyclePublisher | None = None,
+        options: HostOptions | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        self.persistence = persistence
+        self.options = options or HostOptions()
+        self.lock_provider = lock_provider or InProcessLockProvider(shared_lock_table(persistence))
+        self.queue_provider = queue_provider or InProcessQueueProvider()
+        self.lifecycle = lifecycle or InProcessLifecyclePublisher()
+        self.serializer = serializer or default_serializer
+        self.serializer.register(ActivityResult, WorkflowEnded)
+        self.registry = WorkflowRegistry()
+        self.executor = WorkflowExecutor(self)
+        self._workflow_middleware: dict[MiddlewarePhase, list[WorkflowMiddleware]] = {
+            phase: [] for phase in MiddlewarePhase
+        }
+        self._running = False
+        self._stopping = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._items: set[asyncio.Task[None]] = set()
+        self._active: dict[str, PassControl] = {}
+        self._again: set[str] = set()
+        self._ended: dict[str, asyncio.Event] = {}
+        self._timers: dict[tuple[QueueType, str], asyncio.TimerHandle] = {}
+        self._wf_slots: asyncio.Semaphore | None = None
+        self._evt_slots: asyncio.Semaphore | None = None
+
+    # ------------------------------------------------------------------ setup
+    def register_workflow(self, workflow: Workflow[Any]) -> WorkflowDefinition:
+        """Build and register a workflow; invalid definitions raise DefinitionError."""
+        if not isinstance(workflow, Workflow):
+            raise DefinitionError(
+                f"register_workflow takes a Workflow instance, not {type(workflow).__name__}"
+            )
+        wf_id = workflow.id
+        if not isinstance(wf_id, str) or not wf_id:
+            raise DefinitionError(f"{type(workflow).__name__}.id must be a non-empty string")
+        if not isinstance(workflow.version, int) or workflow.version < 1:
+            raise DefinitionError(f"{type(workflow).__name__}.version must be an int >= 1")
+        builder: WorkflowBuilder[Any] = WorkflowBuilder()
+        workflow.build(builder)
+        definition = builder.build(wf_id, workflow.version, workflow.data_type,
+                                   workflow.description)
+        data_type = workflow.data_type
+        if data_type is not None and data_type not in (dict, list, str, int, float):
+            with contextlib.suppress(WfeError):
+                self.serializer.register(data_type)
+        self.registry.add(definition)
+        return definition
+
+    def register_type(self, *types: type) -> None:
+        """Allow these classes (and the types their fields name) in stored data."""
+        self.serializer.register(*types)
+
+    def use_step_middleware(self, middleware: StepMiddleware) -> None:
+        """Wrap every user step: ``async mw(context, next) -> ExecutionResult``; the first
+        registered is the outermost."""
+        self.executor.step_middleware.append(middleware)
+
+    def use_workflow_middleware(self, phase: MiddlewarePhase, middleware: WorkflowMiddleware) -> None:
+        """Run ``middleware(instance)`` (sync or async) in ``phase``."""
+        self._workflow_middleware[MiddlewarePhase(phase)].append(middleware)
+
+    def on_lifecycle_event(self, handler: LifecycleHandler) -> Callable[[], None]:
+        """Receive lifecycle events; returns a function that unsubscribes."""
+        return self.lifecycle.subscribe(handler)
+
+    # ------------------------------------------------------------------ start / stop
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Prepare the store and start the background work."""
+        if self._running:
+            return
+        await self.persistence.ensure_store_exists()
+        await self.lock_provider.start()
+        await self.queue_provider.start()
+        await self.lifecycle.start()
+        self._stopping = asyncio.Event()
+        self._wf_slots = asyncio.Semaphore(self.options.max_concurrent_workflows)
+        self._evt_slots = asyncio.Semaphore(self.options.max_concurrent_events)
+        self._running = True
+        self._loops = [
+            asyncio.create_task(self._consume(QueueType.WORKFLOW), name="wfe-workflow-consumer"),
+            asyncio.create_task(self._consume(QueueType.EVENT), name="wfe-event-consumer"),
+            asyncio.create_task(self._poll_loop(), name="wfe-poller"),
+        ]
+
+    async def stop(self) -> None:
+        """Stop taking work, wait (bounded) for running steps, release everything."""
+        if not self._running:
+            return
+        self._running = False
+        self._stopping.set()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        if self._items:
+            done, pending = await asyncio.wait(set(self._items), timeout=self.options.stop_timeout)
+            if pending:
+                log.warning("stop: %d passes still running after %.1fs; cancelling them",
+                            len(pending), self.options.stop_timeout)
+                for control in self._active.values():
+                    control.cancelled.set()
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        await self.lifecycle.stop()
+        await self.queue_provider.stop()
+        await self.lock_provider.stop()
+
+    # ------------------------------------------------------------------ client API
+    async def start_workflow(self, definition_id: str, data: Any = None, *,
+                             version: int | None = None, reference: str | None = None) -> str:
+        """Start a new instance and return its id."""
+        if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
+            raise TypeError(f"version must be an int or None, not {version!r}")
+        definition = self.registry.get(definition_id, version)
+        instance = self._new_instance(definition, data, reference)
+        await self._run_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, instance)
+        await self.persistence.create_workflow(instance)
+        await self._publish_lifecycle(self._lifecycle_event(
+            LifecycleEventType.WORKFLOW_STARTED, instance))
+        await self.queue_provider.queue_work(instance.id, QueueType.WORKFLOW)
+        return instance.id
+
+    def _new_instance(self, definition: WorkflowDefinition, data: Any, reference: str | None,
+                      *, instance_id: str | None = None) -> WorkflowInstance:
+        data_type = definition.data_type
+        if data is None and data_type is not None:
+            try:
+                data = data_type()
+            except Exception as exc:
+                raise TypeError(
+                    f"workflow {definition.id!r} needs data: {data_type.__name__}() failed ({exc})"
+                ) from exc
+        elif data_type is not None and not isinstance(data, data_type):
+            raise TypeError(
+                f"workflow {definition.id!r} version {definition.version} takes data of type "
+                f"{data_type.__name__}, not {type(data).__name__}"
+            )
+        self.serializer.to_primitive(data, "data")
+        if reference is not None and not isinstance(reference, str):
+            raise TypeError("reference must be a string")
+        now = utcnow()
+        instance = WorkflowInstance(
+            workflow_definition_id=definition.id, version=definition.version,
+            id=instance_id or new_id(), description=definition.description,
+            reference=reference, status=WorkflowStatus.RUNNABLE, data=data,
+            next_execution=now, create_time=now,
+        )
+        instance.execution_pointers.append(
+            ExecutionPointer(step_id=0, step_name=definition.steps[0].name))
+        return instance
+
+    async def run_workflow(self, definition_id: str, data: Any = None, *,
+                           version: int | None = None, reference: str | None = None,
+                           timeout: float = 60.0) -> WorkflowInstance:
+        """Start an instance and wait until it completes or is terminated."""
+        wid = await self.start_workflow(definition_id, data, version=version, reference=reference)
+        return await self.wait_for_workflow(wid, timeout)
+
+    async def wait_for_workflow(self, workflow_id: str, timeout: float = 60.0) -> WorkflowInstance:
+        """Wait until the instance is COMPLETE or TERMINATED and return it; raise
+        TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        ended = self._ended.setdefault(workflow_id, asyncio.Event())
+        try:
+            while True:
+                ended.clear()
+                instance = await self.persistence.get_workflow_instance(workflow_id)
+                if instance.status in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED):
+                    return instance
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"workflow {workflow_id} did not finish within {timeout}s "
+                        f"(status {instance.status.value})"
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), min(delay, left))
+                delay = min(delay * 2, 0.25)
+        finally:
+            self._ended.pop(workflow_id, None)
+
+    async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
+        """Load an instance (WorkflowNotFound when unknown)."""
+        return await self.persistence.get_workflow_instance(workflow_id)
+
+    async def get_errors(self, workflow_id: str) -> list[ExecutionError]:
+        """The errors recorded for an instance, oldest first."""
+        return await self.persistence.get_errors(workflow_id)
+
+    async def publish_event(self, name: str, key: str, data: Any = None,
+                            effective_date: datetime | None = None) -> str:
+        """Store an event and deliver it to every waiting subscription; return its id.
+
+        ``effective_date`` (aware) is the event's time: subscriptions made at or before
+        it receive it; a future date holds the event back until then."""
+        if not isinstance(name, str) or not name:
+            raise ValueError("event name must be a non-empty string")
+        if not isinstance(key, str):
+            raise TypeError(f"event key must be a string, not {type(key).__name__}")
+        if effective_date is not None and effective_date.tzinfo is None:
+            raise ValueError("effective_date must be timezone-aware (use datetime.now(UTC))")
+        self.serializer.to_primitive(data, "event_data")
+        now = utcnow()
+        event = Event(event_name=name, event_key=key, event_data=data,
+                      event_time=effective_date or now, id=new_id())
+        await self.persistence.create_event(event)
+        if event.event_time > now:
+            if Capability.SCHEDULED_COMMANDS in self.persistence.capabilities:
+                await self.persistence.schedule_command(ScheduledCommand(
+                    ScheduledCommand.PROCESS_EVENT, event.id, event.event_time))
+            self._wake_at(QueueType.EVENT, event.id, event.event_time)
+        else:
+            await self.queue_provider.queue_work(event.id, QueueType.EVENT)
+        return event.id
+
+    async def suspend_workflow(self, workflow_id: str) -> bool:
+        """Suspend a RUNNABLE instance; True when it was suspended."""
+        return await self._control(workflow_id, "suspend")
+
+    async def resume_workflow(self, workflow_id: str) -> bool:
+        """Resume a SUSPENDED instance; True when it was resumed."""
+        return await self._control(workflow_id, "resume")
+
+    async def terminate_workflow(self, workflow_id: str) -> bool:
+        """Terminate an unfinished instance (a running step sees ``context.cancelled``);
+        True when it was terminated."""
+        return await self._control(workflow_id, "terminate")
+
+    # ------------------------------------------------------------------ activities
+    async def get_pending_activity(self, activity_name: str, worker_id: str,
+                                   timeout: float = 0.0) -> PendingActivity | None:
+        """Claim the oldest open activity ``activity_name`` for ``worker_id``, waiting up
+        to ``timeout`` seconds for one; None if none came."""
+        deadline = time.monotonic() + timeout
+        while True:
+            now = utcnow()
+            sub = await self.persistence.get_first_open_subscription(
+                ACTIVITY_EVENT, activity_name, now)
+            if sub is not None:
+                token = f"{sub.id}~{secrets.token_hex(16)}"
+                expiry = now + timedelta(seconds=self.options.activity_token_ttl)
+                if await self.persistence.set_subscription_token(sub.id, token, worker_id, expiry):
+                    return PendingActivity(token, activity_name, sub.subscription_data, expiry)
+                continue
+            if time.monotonic() >= deadline:
+                return None
+            await asyncio.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
+
+    async def _claimed(self, token: str) -> EventSubscription:
+        if not isinstance(token, str) or "~" not in token:
+            raise TokenMismatch(str(token))
+        sub_id = token.split("~", 1)[0]
+        try:
+            sub = await self.persistence.get_subscription(sub_id)
+        except SubscriptionNotFound:
+            raise TokenMismatch(sub_id) from None
+        if sub.external_token != token:
+            raise TokenMismatch(sub_id)
+        return sub
+
+    async def submit_activity_success(self, token: str, result: Any = None) -> None:
+        """Complete a claimed activity with ``result``; TokenMismatch when the claim is
+        no longer held with this token."""
+        await self._submit(token, True, result)
+
+    async def submit_activity_failure(self, token: str, error: Any = None) -> None:
+        """Fail a claimed activity: the activity step raises ActivityFailed(error)."""
+        await self._submit(token, False, error)
+
+    async def _submit(self, token: str, success: bool, data: Any) -> None:
+        self.serializer.to_primitive(data, "activity_result")
+        sub = await self._claimed(token)
+        await self.publish_event(ACTIVITY_EVENT, sub.event_key,
+                                 ActivityResult(sub.id, success, data))
+
+    async def release_activity_token(self, token: str) -> None:
+        """Give a claimed activity back so another worker can take it."""
+        sub = await self._claimed(token)
+        await self.persistence.clear_subscription_token(sub.id, token)
+
+    # ------------------------------------------------------------------ background
+    async def _consume(self, queue: QueueType) -> None:
+        slots = self._wf_slots if queue is QueueType.WORKFLOW else self._evt_slots
+        assert slots is not None
+        handler = self._process_workflow if queue is QueueType.WORKFLOW else self._process_event
+        blocking = self.queue_provider.is_dequeue_blocking
+        while self._running:
+            await slots.acquire()
+            try:
+                item = await self.queue_provider.dequeue_work(queue, max(self.options.idle_time, 0.5)
+                                                              if blocking else 0)
+            except asyncio.CancelledError:
+                slots.release()
+                raise
+            except Exception:
+                slots.release()
+                log.exception("dequeue from %s failed; backing off", queue.value)
+                await self._sleep(min(self.options.poll_interval, 1.0))
+                continue
+            if item is None:
+                slots.release()
+                if not blocking:
+                    await self._sleep(self.options.idle_time)
+                continue
+            task = asyncio.create_task(self._guarded(handler, item, slots))
+            self._items.add(task)
+            task.add_done_callback(self._items.discard)
+
+    async def _guarded(self, handler: Callable[[str], Awaitable[None]], item: str,
+                       slots: asyncio.Semaphore) -> None:
+        try:
+            await handler(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("processing %s failed; it will be retried", item)
+        finally:
+            slots.release()
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _poll_loop(self) -> None:
+        while self._running:
+            try:
+                await self._poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("poll failed; trying again in %.1fs", self.options.poll_interval)
+            await self._sleep(self.options.poll_interval)
+
+    async def _poll_once(self) -> None:
+        ttl = max(self.options.poll_interval * 5, 5.0)
+        lock = self.lock_provider
+        now = utcnow()
+        if await lock.acquire_lock("wfe:poll:workflows", ttl):
+            try:
+                for wid in await self.persistence.get_runnable_instances(now, self.options.poll_batch):
+                    if wid not in self._active:
+                        await self.queue_provider.queue_work(wid, QueueType.WORKFLOW)
+            finally:
+                await lock.release_lock("wfe:poll:workflows")
+        if await lock.acquire_lock("wfe:poll:events", ttl):
+            try:
+                for eid in await self.persistence.get_runnable_events(now, self.options.poll_batch):
+                    await self.queue_provider.queue_work(eid, QueueType.EVENT)
+            finally:
+                await lock.release_lock("wfe:poll:events")
+        if Capability.SCHEDULED_COMMANDS in self.persistence.capabilities and \
+                await lock.acquire_lock("wfe:poll:commands", ttl):
+            try:
+                await self.persistence.process_commands(now, self._run_command)
+            finally:
+                await lock.release_lock("wfe:poll:commands")
+
+    async def _run_command(self, command: ScheduledCommand) -> None:
+        queue = (QueueType.EVENT if command.command_name == ScheduledCommand.PROCESS_EVENT
+                 else QueueType.WORKFLOW)
+        await self.queue_provider.queue_work(command.data, queue)
+
+    def _wake_at(self, queue: QueueType, item: str, when: datetime) -> None:
+        """Queue ``item`` at ``when`` from this process (the poller is the fallback)."""
+        if not self._running:
+            return
+        delay = (when - utcnow()).total_seconds()
+        if delay > self.options.poll_interval * 2:
+            return
+        key = (queue, item)
+        old = self._timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.pop(key, None)
+            if self._running:
+                task = loop.create_task(self.queue_provider.queue_work(item, queue))
+                self._items.add(task)
+                task.add_done_callback(self._items.discard)
+
+        self._timers[key] = loop.call_later(max(delay, 0.0), fire)
+
+    # ------------------------------------------------------------------ passes
+    async def _process_workflow(self, workflow_id: str) -> None:
+        if workflow_id in self._active:
+            self._again.add(workflow_id)
+            return
+        control = PassControl()
+        self._active[workflow_id] = control
+        try:
+            while True:
+                self._again.discard(workflow_id)
+                await self._run_pass(workflow_id, control)
+                if workflow_id not in self._again or not self._running or control.stop_requested:
+                    break
+        finally:
+            self._active.pop(workflow_id, None)
+            self._again.discard(workflow_id)
+
+    async def _run_pass(self, workflow_id: str, control: PassControl) -> None:
+        lock_name = _workflow_lock(workflow_id)
+        if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+            return
+        renewer = asyncio.create_task(self._renew(lock_name, control))
+        instance: WorkflowInstance | None = None
+        try:
+            try:
+                instance = await self.persistence.get_workflow_instance(workflow_id)
+            except WorkflowNotFound:
+                return
+            if instance.status is not WorkflowStatus.RUNNABLE:
+                return
+            definition = self.registry.find(instance.workflow_definition_id, instance.version)
+            if definition is None:
+                log.debug("workflow %s: %s v%s is not registered on this host", workflow_id,
+                          instance.workflow_definition_id, instance.version)
+                instance = None
+                return
+            try:
+                await self.executor.run_pass(instance, definition, control)
+            except ConcurrencyError:
+                log.info("workflow %s was changed elsewhere during a pass; reloading", workflow_id)
+                instance = None
+                self._again.add(workflow_id)
+                return
+            await self._run_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, instance)
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            await self.lock_provider.release_lock(lock_name)
+        if instance is not None and instance.status is WorkflowStatus.RUNNABLE and \
+                instance.next_execution is not None:
+            if instance.next_execution <= utcnow():
+                if control.stop_requested or not self._running:
+                    await self.queue_provider.queue_work(workflow_id, QueueType.WORKFLOW)
+                else:
+                    self._again.add(workflow_id)
+            else:
+                self._wake_at(QueueType.WORKFLOW, workflow_id, instance.next_execution)
+
+    async def _renew(self, lock_name: str, control: PassControl) -> None:
+        interval = self.options.lock_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                ok = await self.lock_provider.renew_lock(lock_name, self.options.lock_ttl)
+            except Exception:
+                log.exception("renewing %s failed", lock_name)
+                ok = False
+            if not ok:
+                log.warning("lost the lease on %s; stopping the pass", lock_name)
+                control.stop_requested = True
+                control.cancelled.set()
+                return
+
+    async def _acquire(self, name: str, attempts: int = 40) -> bool:
+        delay = 0.005
+        for _ in range(attempts):
+            if await self.lock_provider.acquire_lock(name, self.options.lock_ttl):
+                return True
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return False
+
+    # ------------------------------------------------------------------ events
+    async def _process_event(self, event_id: str) -> None:
+        lock_name = f"wfe:event:{event_id}"
+        if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+            return
+        complete = True
+        try:
+            try:
+                event = await self.persistence.get_event(event_id)
+            except EventNotFound:
+                return
+            if event.is_processed:
+                return
+            now = utcnow()
+            if event.event_time > now:
+                self._wake_at(QueueType.EVENT, event_id, event.event_time)
+                return
+            if event.event_name == ACTIVITY_EVENT and isinstance(event.event_data, ActivityResult):
+                try:
+                    subs = [await self.persistence.get_subscription(
+                        event.event_data.subscription_id)]
+                except SubscriptionNotFound:
+                    subs = []
+            else:
+                subs = await self.persistence.get_subscriptions(
+                    event.event_name, event.event_key, event.event_time)
+            for sub in subs:
+                if not await self._deliver(event, sub):
+                    complete = False
+            if complete:
+                await self.persistence.mark_event_processed(event_id)
+        finally:
+            await self.lock_provider.release_lock(lock_name)
+        if not complete:
+            self._wake_at(QueueType.EVENT, event_id, utcnow() + timedelta(milliseconds=50))
+
+    async def _deliver(self, event: Event, sub: EventSubscription) -> bool:
+        """Hand ``event`` to ``sub``'s pointer; False when it must be tried again later."""
+        if event.event_name != ACTIVITY_EVENT:
+            for other_id in await self.persistence.get_events(
+                    sub.event_name, sub.event_key, sub.subscribe_as_of):
+                if other_id == event.id:
+                    break
+                with contextlib.suppress(EventNotFound):
+                    other = await self.persistence.get_event(other_id)
+                    if not other.is_processed and other.event_time <= utcnow():
+                        await self.queue_provider.queue_work(other_id, QueueType.EVENT)
+                        return False
+        wid = sub.workflow_id
+        lock_name = _workflow_lock(wid)
+        if not await self._acquire(lock_name):
+            return False
+        try:
+            try:
+                instance = await self.persistence.get_workflow_instance(wid)
+            except WorkflowNotFound:
+                instance = None
+            if instance is not None:
+                p = instance.pointer(sub.execution_pointer_id)
+                if p is not None and p.end_time is None and not p.event_published and \
+                        instance.status in (WorkflowStatus.RUNNABLE, WorkflowStatus.SUSPENDED):
+                    p.event_data = event.event_data
+                    p.event_published = True
+                    p.active = True
+                    p.sleep_until = None
+                    instance.next_execution = utcnow()
+                    await self.persistence.persist_workflow(instance)
+            with contextlib.suppress(SubscriptionNotFound):
+                await self.persistence.terminate_subscription(sub.id)
+        finally:
+            await self.lock_provider.release_lock(lock_name)
+        await self.queue_provider.queue_work(wid, QueueType.WORKFLOW)
+        return True
+
+    async def _catch_up(self, sub: EventSubscription) -> None:
+        """Queue events stored before ``sub`` that it is entitled to."""
+        for event_id in await self.persistence.get_events(
+                sub.event_name, sub.event_key, sub.subscribe_as_of):
+            with contextlib.suppress(EventNotFound):
+                await self.persistence.mark_event_unprocessed(event_id)
+                await self.queue_provider.queue_work(event_id, QueueType.EVENT)
+
+    # ------------------------------------------------------------------ control
+    async def _control(self, workflow_id: str, action: str) -> bool:
+        running = self._active.get(workflow_id)
+        if running is not None and action in ("terminate", "suspend"):
+            running.stop_requested = True
+            if action == "terminate":
+                running.cancelled.set()
+        deadline = time.monotonic() + self.options.lock_ttl
+        lock_name = _workflow_lock(workflow_id)
+        delay = 0.005
+        while True:
+            if await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+                try:
+                    return await self._apply_control(workflow_id, action)
+                finally:
+                    await self.lock_provider.release_lock(lock_name)
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        for _ in range(5):  # the holder is stuck: fall back on the revision check
+            with contextlib.suppress(ConcurrencyError):
+                return await self._apply_control(workflow_id, action)
+        return False
+
+    async def _apply_control(self, workflow_id: str, action: str) -> bool:
+        try:
+            instance = await self.persistence.get_workflow_instance(workflow_id)
+        except WorkflowNotFound:
+            return False
+        now = utcnow()
+        status = instance.status
+        if action == "suspend":
+            if status is not WorkflowStatus.RUNNABLE:
+                return False
+            instance.status = WorkflowStatus.SUSPENDED
+            kind = LifecycleEventType.WORKFLOW_SUSPENDED
+        elif action == "resume":
+            if status is not WorkflowStatus.SUSPENDED:
+                return False
+            instance.status = WorkflowStatus.RUNNABLE
+            instance.next_execution = now
+            kind = LifecycleEventType.WORKFLOW_RESUMED
+        else:
+            if status in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED):
+                return False
+            instance.status = WorkflowStatus.TERMINATED
+            instance.complete_time = now
+            instance.next_execution = None
+            for p in instance.execution_pointers:
+                if p.end_time is None:
+                    p.active = False
+                    p.status = PointerStatus.CANCELLED
+                    p.end_time = now
+                    p.sleep_until = None
+            kind = LifecycleEventType.WORKFLOW_TERMINATED
+        await self.persistence.persist_workflow(instance)
+        await self._publish_lifecycle(self._lifecycle_event(kind, instance))
+        if action == "terminate":
+            await self.persistence.terminate_subscriptions(workflow_id)
+            await self._workflow_ended(instance, WorkflowStatus.TERMINATED)
+        elif action == "resume":
+            await self.queue_provider.queue_work(workflow_id, QueueType.WORKFLOW)
+        return True
+
+    # ------------------------------------------------------------------ executor hooks
+    def _lifecycle_event(self, kind: LifecycleEventType, instance: WorkflowInstance) -> LifecycleEvent:
+        return LifecycleEvent(type=kind, workflow_id=instance.id,
+                              workflow_definition_id=instance.workflow_definition_id,
+                              version=instance.version, reference=instance.reference)
+
+    async def _publish_lifecycle(self, event: LifecycleEvent) -> None:
+        try:
+            await self.lifecycle.publish(event)
+        except Exception:
+            log.exception("publishing lifecycle event %s failed", event.type.value)
+
+    async def _run_workflow_middleware(self, phase: MiddlewarePhase,
+                                       instance: WorkflowInstance) -> None:
+        for mw in self._workflow_middleware[phase]:
+            try:
+                result = mw(instance)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                if phase is MiddlewarePhase.PRE_WORKFLOW:
+                    raise
+                log.exception("%s middleware failed for workflow %s", phase.value, instance.id)
+
+    async def _workflow_ended(self, instance: WorkflowInstance, status: WorkflowStatus) -> None:
+        await self._run_workflow_middleware(MiddlewarePhase.POST_WORKFLOW, instance)
+        waiter = self._ended.get(instance.id)
+        if waiter is not None:
+            waiter.set()
+        first = instance.execution_pointers[0] if instance.execution_pointers else None
+        parent = first.extension_attributes.get(PARENT_ATTRIBUTE) if first else None
+        if parent:
+            await self.publish_event(WORKFLOW_ENDED_EVENT, instance.id,
+                                     WorkflowEnded(instance.id, status.value, instance.data))
+
+    async def _start_child(self, body: SubWorkflow, context: StepContext[Any]) -> str:
+        pointer = context.pointer
+        child_id = str(uuid.uuid5(uuid.NAMESPACE_URL,
+                                  f"wfe:child:{pointer.id}:{pointer.retry_count}"))
+        definition = self.registry.get(body.definition_id, body.version)
+        child = self._new_instance(definition, body.child_data, None, instance_id=child_id)
+        child.execution_pointers[0].extension_attributes[PARENT_ATTRIBUTE] = context.workflow.id
+        await self._run_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, child)
+        try:
+            await self.persistence.create_workflow(child)
+        except ConcurrencyError:
+            return child_id  # started before a crash: keep the one that exists
+        await self._publish_lifecycle(self._lifecycle_event(
+            LifecycleEventType.WORKFLOW_STARTED, child))
+        await self.queue_provider.queue_work(child_id, QueueType.WORKFLOW)
+        return child_id
