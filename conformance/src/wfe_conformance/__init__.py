@@ -1,1 +1,61 @@
-"""The wfe conformance suite."""
+"""The wfe conformance suite: one pytest suite every persistence, lock and queue
+provider passes — ours and yours.
+
+Subclass :class:`ProviderConformance` in a ``Test*`` class and override the
+``provider`` fixture (and ``lock_provider`` / ``second_lock_provider`` /
+``queue_provider`` when your package has its own)::
+
+    class TestMyStoreConformance(ProviderConformance):
+        @pytest.fixture
+        async def provider(self):
+            async with MyStore.connect(...) as p:
+                yield p
+
+Run ``pytest -rs`` to see which optional capabilities were skipped and why.
+"""
+
+from __future__ import annotations
+
+from wfe_conformance.base import SuiteBase, requires
+from wfe_conformance.capability_honesty import CapabilityHonestyTests
+from wfe_conformance.commands import ScheduledCommandTests
+from wfe_conformance.concurrency import ConcurrencyTests
+from wfe_conformance.events import EventRepositoryTests
+from wfe_conformance.execution_errors import ErrorRepositoryTests
+from wfe_conformance.lock_tests import LockProviderTests
+from wfe_conformance.queue_tests import QueueProviderTests
+from wfe_conformance.subscriptions import SubscriptionRepositoryTests
+from wfe_conformance.workflows import WorkflowRepositoryTests
+
+__all__ = [
+    "CapabilityHonestyTests",
+    "ConcurrencyTests",
+    "ErrorRepositoryTests",
+    "EventRepositoryTests",
+    "LockProviderTests",
+    "PersistenceConformance",
+    "ProviderConformance",
+    "QueueProviderTests",
+    "ScheduledCommandTests",
+    "SubscriptionRepositoryTests",
+    "SuiteBase",
+    "WorkflowRepositoryTests",
+    "requires",
+]
+
+
+class PersistenceConformance(
+    WorkflowRepositoryTests,
+    SubscriptionRepositoryTests,
+    EventRepositoryTests,
+    ScheduledCommandTests,
+    ErrorRepositoryTests,
+    ConcurrencyTests,
+    CapabilityHonestyTests,
+):
+    """Every persistence-repository suite (no lock, queue or host tests)."""
+
+
+class ProviderConformance(PersistenceConformance, LockProviderTests, QueueProviderTests):
+    """Everything a provider package must pass: repositories, lock, queue and (with
+    the engine) every host scenario."""

@@ -1,0 +1,39 @@
+"""Root pytest configuration shared by every package's tests.
+
+When ``CI`` is set, a skipped test fails the run unless it was skipped because the
+provider does not declare an optional capability: a provider test that would skip
+for a missing service must fail in CI, never pass silently.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_ALLOWED_SKIP = "does not declare capability"
+_bad_skips: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Collect skips that CI must not accept (runs on the xdist controller too)."""
+    if not os.environ.get("CI") or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    longrepr = report.longrepr
+    reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr)
+    if _ALLOWED_SKIP not in reason:
+        _bad_skips.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when CI saw a forbidden skip."""
+    if _bad_skips and session.exitstatus == 0:
+        session.exitstatus = 1
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """List the forbidden skips."""
+    if _bad_skips:
+        terminalreporter.section("skipped in CI (not allowed)")
+        for line in _bad_skips:
+            terminalreporter.line(line)
