@@ -114,7 +114,7 @@ class _Chain(Generic[TData]):
             raise DefinitionError(
                 f"wait_for after {self._where()}: event name must be a non-empty string"
             )
-        sb = StepBuilder(self._wb, self._add(prim.WaitFor, f"wait_for({name})"))
+        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.WaitFor, f"wait_for({name})"))
         sb._set_input("event_name", lambda _d: name)
         sb._set_input("event_key", _const_or_fn(key))
         if effective_date is not None:
@@ -125,26 +125,26 @@ class _Chain(Generic[TData]):
 
     def delay(self, period: Any) -> StepBuilder[TData]:
         """Sleep for ``period`` (a timedelta or fn(data) -> timedelta), then go on."""
-        sb = StepBuilder(self._wb, self._add(prim.Delay, "delay"))
+        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.Delay, "delay"))
         sb._set_input("period", _duration_fn(period, "delay"))
         return sb
 
     def if_(self, condition: DataFn) -> ContainerBuilder[TData]:
         """Run a branch once when ``condition(data)`` is true: ``.if_(c).do(branch)``."""
-        sb = ContainerBuilder(self._wb, self._add(prim.If, "if", container=True))
+        sb: ContainerBuilder[TData] = ContainerBuilder(self._wb, self._add(prim.If, "if", container=True))
         sb._set_input("condition", condition)
         return sb
 
     def while_(self, condition: DataFn) -> ContainerBuilder[TData]:
         """Repeat a branch while ``condition(data)`` is true."""
-        sb = ContainerBuilder(self._wb, self._add(prim.While, "while", container=True))
+        sb: ContainerBuilder[TData] = ContainerBuilder(self._wb, self._add(prim.While, "while", container=True))
         sb._set_input("condition", condition)
         return sb
 
     def foreach(self, items: DataFn, parallel: bool = True) -> ContainerBuilder[TData]:
         """Run a branch per item of ``items(data)`` (``context.item``), in parallel or
         one after another."""
-        sb = ContainerBuilder(self._wb, self._add(prim.Foreach, "foreach", container=True))
+        sb: ContainerBuilder[TData] = ContainerBuilder(self._wb, self._add(prim.Foreach, "foreach", container=True))
         sb._set_input("items", items)
         sb._set_input("parallel", _const_or_fn(parallel))
         return sb
@@ -156,7 +156,7 @@ class _Chain(Generic[TData]):
     def decide(self, value: DataFn) -> DecideBuilder[TData]:
         """Run the branches whose value equals ``value(data)``:
         ``.decide(fn).branch(v1, b1).branch(v2, b2)``."""
-        sb = DecideBuilder(self._wb, self._add(prim.Decide, "decide", container=True))
+        sb: DecideBuilder[TData] = DecideBuilder(self._wb, self._add(prim.Decide, "decide", container=True))
         sb._set_input("value", value)
         return sb
 
@@ -165,7 +165,7 @@ class _Chain(Generic[TData]):
         compensated in reverse order."""
         step = self._add(prim.Saga, "saga", container=True)
         step.is_saga = True
-        sb = StepBuilder(self._wb, step)
+        sb: StepBuilder[TData] = StepBuilder(self._wb, step)
         sb._add_branch(branch, None, "saga")
         return sb
 
@@ -183,7 +183,7 @@ class _Chain(Generic[TData]):
     ) -> StepBuilder[TData]:
         """Wait for an activity worker to run activity ``name`` with ``params(data)``;
         outputs ``result``."""
-        sb = StepBuilder(self._wb, self._add(prim.Activity, f"activity({name})"))
+        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.Activity, f"activity({name})"))
         sb._set_input("activity_name", _const_or_fn(name))
         if params is not None:
             sb._set_input("params", _const_or_fn(params))
@@ -197,7 +197,7 @@ class _Chain(Generic[TData]):
         """Start child workflow ``definition_id`` with ``data(data)`` and wait for it;
         outputs ``result`` (the child's final data). A child that does not complete
         fails this step."""
-        sb = StepBuilder(self._wb, self._add(prim.SubWorkflow, f"sub_workflow({definition_id})"))
+        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.SubWorkflow, f"sub_workflow({definition_id})"))
         sb._set_input("definition_id", lambda _d: definition_id)
         sb._set_input("version", lambda _d: version)
         if data is not None:
@@ -265,7 +265,7 @@ class WorkflowBuilder(_Chain[TData]):
             raise DefinitionError(
                 f"workflow {id!r}: the first step must be added with start_with()"
             )
-        by_external = {}
+        by_external: dict[str, WorkflowStep] = {}
         for s in steps:
             if s.external_id is not None:
                 if s.external_id in by_external:
@@ -485,7 +485,7 @@ class ScheduleBuilder(Generic[TData]):
     def do(self, branch: Branch) -> Any:
         """Set the side branch; returns the builder of the step before ``schedule``."""
         step = self._chain._add(self._body, self._name, container=True)
-        sb = StepBuilder(self._chain._wb, step)
+        sb: StepBuilder[TData] = StepBuilder(self._chain._wb, step)
         sb._set_input("interval", self._interval)
         if self._until is not None:
             sb._set_input("until", self._until)
