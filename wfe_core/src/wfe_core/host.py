@@ -177,6 +177,42 @@ class WorkflowHost:
         self._timers: dict[tuple[QueueType, str], asyncio.TimerHandle] = {}
         self._wf_slots: asyncio.Semaphore | None = None
         self._evt_slots: asyncio.Semaphore | None = None
+        self._owns_persistence = False
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str = "sqlite:///wfe.db",
+        *,
+        lock_url: str | None = None,
+        queue_url: str | None = None,
+        options: HostOptions | None = None,
+        **provider_options: Any,
+    ) -> WorkflowHost:
+        """Build a host on the store at ``url``, picked by URL scheme through the
+        ``wfe.providers`` entry points, with that store's own lock and queue providers
+        where it has them (so several processes on one store cooperate). ``lock_url``
+        / ``queue_url`` take the lock or queue from another service. The host closes
+        what it opened when it stops."""
+        from wfe_core.registry import open_store
+
+        store = open_store(url, **provider_options)
+        lock, queue, lifecycle = store.lock_provider, store.queue_provider, store.lifecycle
+        for role, other_url in (("lock", lock_url), ("queue", queue_url)):
+            if other_url is None:
+                continue
+            other = open_store(other_url)
+            provided = other.lock_provider if role == "lock" else other.queue_provider
+            if provided is None:
+                raise ValueError(f"{other_url.split(':', 1)[0]}:// provides no {role} provider")
+            if role == "lock":
+                lock = provided  # type: ignore[assignment]
+            else:
+                queue = provided  # type: ignore[assignment]
+        host = cls(store.persistence, lock_provider=lock, queue_provider=queue,
+                   lifecycle=lifecycle, options=options)
+        host._owns_persistence = True
+        return host
 
     # ------------------------------------------------------------------ setup
     def register_workflow(self, workflow: Workflow[Any]) -> WorkflowDefinition:
@@ -271,6 +307,8 @@ class WorkflowHost:
         await self.lifecycle.stop()
         await self.queue_provider.stop()
         await self.lock_provider.stop()
+        if self._owns_persistence:
+            await self.persistence.close()
 
     # ------------------------------------------------------------------ client API
     async def start_workflow(self, definition_id: str, data: Any = None, *,

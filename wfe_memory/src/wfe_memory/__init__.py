@@ -1,1 +1,7 @@
-"""wfe in-memory persistence provider."""
+"""wfe in-memory persistence provider: the reference implementation (not durable)."""
+
+from __future__ import annotations
+
+from wfe_memory.provider import MemoryPersistenceProvider, provider_from_url
+
+__all__ = ["MemoryPersistenceProvider", "provider_from_url"]

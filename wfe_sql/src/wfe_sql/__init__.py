@@ -1,0 +1,1 @@
+"""The shared SQL layer of wfe."""

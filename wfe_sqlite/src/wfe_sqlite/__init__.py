@@ -1,0 +1,1 @@
+"""SQLite providers for wfe."""
