@@ -134,8 +134,8 @@ class _Pass:
     def _end(self, p: ExecutionPointer, status: PointerStatus) -> None:
         if p.end_time is not None:
             return
-        if _is_waiting(p):
-            self.ended_waiters.append(p.id)
+        if p.event_name is not None and not p.event_published:
+            self.ended_waiters.append(p.id)  # its subscription may still be live
         p.active = False
         p.status = status
         p.end_time = self.now
@@ -228,6 +228,8 @@ class _Pass:
             if not self.open and inst.status is WorkflowStatus.RUNNABLE:
                 self._finish(WorkflowStatus.COMPLETE)
             await self._checkpoint()
+        if inst.next_execution != self._next_execution():
+            await self._checkpoint()  # keep the stored wake-up time true
 
     def _dirty(self) -> bool:
         return bool(self.instance.changed_pointers() or self.ended_waiters)
@@ -462,36 +464,37 @@ class _Pass:
         else:
             self._fail(p)
 
-    def _boundary(self, p: ExecutionPointer) -> ExecutionPointer | None:
-        """The nearest pointer (p or an enclosing block) that can compensate."""
-        chain = [p, *(self.instance.pointer(s) for s in p.scope)]
-        for q in chain:
-            if q is None:
-                continue
-            s = self.steps[q.step_id]
-            if s.compensation_step_id is not None or s.is_saga:
+    def _boundary(self, p: ExecutionPointer, include_self: bool = True) -> ExecutionPointer | None:
+        """Who compensates a failure of ``p``: the nearest enclosing saga; else ``p``
+        itself when it has a compensation; else the nearest enclosing block that has
+        one; else nobody."""
+        enclosing = [q for q in (self.instance.pointer(s) for s in p.scope) if q is not None]
+        for q in enclosing:
+            if self.steps[q.step_id].is_saga:
+                return q
+        for q in (p, *enclosing) if include_self else enclosing:
+            if self.steps[q.step_id].compensation_step_id is not None:
                 return q
         return None
 
-    def _fail(self, p: ExecutionPointer) -> None:
-        """The step failed for good: compensate if something can, else terminate."""
-        boundary = None if self.steps[p.step_id].is_compensation else self._boundary(p)
+    def _fail(self, p: ExecutionPointer, undo_self: bool = True) -> None:
+        """The step failed for good: compensate if something can, else terminate.
+
+        ``undo_self=False`` when ``p``'s own compensation already ran (a saga whose
+        retries are exhausted)."""
+        step = self.steps[p.step_id]
+        boundary = None if step.is_compensation else self._boundary(p, undo_self)
         if boundary is None:
             self._end(p, PointerStatus.FAILED)
             self._finish(WorkflowStatus.TERMINATED)
             return
-        step = self.steps[p.step_id]
-        if boundary is p:
+        if boundary is p:  # undo this step, then carry on after it
             self._end(p, PointerStatus.COMPENSATED)
             self._chain_compensations([p])
             self._follow_outcomes(p, step)
             return
-        self._end(
-            p,
-            PointerStatus.COMPENSATED
-            if step.compensation_step_id is not None
-            else PointerStatus.FAILED,
-        )
+        has_undo = undo_self and step.compensation_step_id is not None
+        self._end(p, PointerStatus.COMPENSATED if has_undo else PointerStatus.FAILED)
         bid = boundary.id
         for q in [q for q in self.open.values() if bid in q.scope]:
             self._end(q, PointerStatus.CANCELLED)
@@ -503,34 +506,32 @@ class _Pass:
             and self.steps[q.step_id].compensation_step_id is not None
             and not self.steps[q.step_id].is_compensation
         ]
-        done.reverse()
+        done.reverse()  # newest first; the stable sort keeps that order for equal times
         done.sort(key=lambda q: q.end_time or self.now, reverse=True)
-        to_compensate = [p] if step.compensation_step_id is not None else []
-        to_compensate += done
         for q in done:
             q.status = PointerStatus.COMPENSATED
+        to_compensate = ([p] if has_undo else []) + done
         bstep = self.steps[boundary.step_id]
-        if not bstep.is_saga:
-            to_compensate.append(boundary)
-        self._chain_compensations(to_compensate, scope=[bid, *boundary.scope])
         behavior = bstep.error_behavior if bstep.is_saga else None
-        if behavior is ErrorBehavior.RETRY:
-            if bstep.max_retries is not None and boundary.retry_count >= bstep.max_retries:
-                boundary.persistence_data = {_FAILED_MARK: "fail"}
-            else:
-                boundary.retry_count += 1
-                boundary.persistence_data = None
-                boundary.children = []
-                boundary.sleep_until = self.now + self._retry_delay(bstep, boundary.retry_count)
-                boundary.status = PointerStatus.SLEEPING
+        retrying = behavior is ErrorBehavior.RETRY and not (
+            bstep.max_retries is not None and boundary.retry_count >= bstep.max_retries
+        )
+        if not retrying:
+            to_compensate.append(boundary)  # the block's own compensation, if it has one
+        self._chain_compensations(to_compensate, scope=[bid, *boundary.scope])
+        if retrying:
+            boundary.retry_count += 1
+            boundary.persistence_data = None
+            boundary.children = []
+            boundary.sleep_until = self.now + self._retry_delay(bstep, boundary.retry_count)
+            boundary.status = PointerStatus.SLEEPING
         else:
-            mark = (
-                {ErrorBehavior.TERMINATE: "terminate", ErrorBehavior.SUSPEND: "suspend"}.get(
-                    behavior, "compensated"
-                )
-                if behavior is not None
-                else "compensated"
-            )
+            marks = {
+                ErrorBehavior.TERMINATE: "terminate",
+                ErrorBehavior.SUSPEND: "suspend",
+                ErrorBehavior.RETRY: "fail",
+            }
+            mark = marks.get(behavior, "compensated") if behavior is not None else "compensated"
             boundary.persistence_data = {_FAILED_MARK: mark}
         if self._runnable(boundary) and boundary not in self.ready:
             self.ready.append(boundary)
@@ -566,7 +567,7 @@ class _Pass:
             self._suspend()
         elif mark == "fail":
             p.persistence_data = None
-            self._fail(p)
+            self._fail(p, undo_self=False)
         else:
             p.persistence_data = None
             self._end(p, PointerStatus.COMPENSATED)

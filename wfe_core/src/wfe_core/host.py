@@ -173,6 +173,7 @@ class WorkflowHost:
         self._items: set[asyncio.Task[None]] = set()
         self._active: dict[str, PassControl] = {}
         self._again: set[str] = set()
+        self._held: set[str] = set()
         self._ended: dict[str, asyncio.Event] = {}
         self._timers: dict[tuple[QueueType, str], asyncio.TimerHandle] = {}
         self._wf_slots: asyncio.Semaphore | None = None
@@ -590,6 +591,8 @@ class WorkflowHost:
 
     # ------------------------------------------------------------------ passes
     async def _process_workflow(self, workflow_id: str) -> None:
+        if workflow_id in self._held:
+            return  # suspend/resume/terminate in progress; it queues the id again
         if workflow_id in self._active:
             self._again.add(workflow_id)
             return
@@ -640,7 +643,9 @@ class WorkflowHost:
         if instance is not None and instance.status is WorkflowStatus.RUNNABLE and \
                 instance.next_execution is not None:
             if instance.next_execution <= utcnow():
-                if control.stop_requested or not self._running:
+                if workflow_id in self._held:
+                    pass  # the control call decides what happens next
+                elif control.stop_requested or not self._running:
                     await self.queue_provider.queue_work(workflow_id, QueueType.WORKFLOW)
                 else:
                     self._again.add(workflow_id)
@@ -755,6 +760,18 @@ class WorkflowHost:
 
     # ------------------------------------------------------------------ control
     async def _control(self, workflow_id: str, action: str) -> bool:
+        self._held.add(workflow_id)
+        try:
+            return await self._control_held(workflow_id, action)
+        finally:
+            self._held.discard(workflow_id)
+            if self._running and action != "resume":
+                with contextlib.suppress(Exception):
+                    instance = await self.persistence.get_workflow_instance(workflow_id)
+                    if instance.status is WorkflowStatus.RUNNABLE:
+                        await self.queue_provider.queue_work(workflow_id, QueueType.WORKFLOW)
+
+    async def _control_held(self, workflow_id: str, action: str) -> bool:
         running = self._active.get(workflow_id)
         if running is not None and action in ("terminate", "suspend"):
             running.stop_requested = True
