@@ -16,6 +16,24 @@ Run ``pytest -rs`` to see which optional capabilities were skipped and why.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.register_assert_rewrite(
+    "wfe_conformance.base",
+    "wfe_conformance.capability_honesty",
+    "wfe_conformance.commands",
+    "wfe_conformance.concurrency",
+    "wfe_conformance.events",
+    "wfe_conformance.execution_errors",
+    "wfe_conformance.lock_tests",
+    "wfe_conformance.queue_tests",
+    "wfe_conformance.sample",
+    "wfe_conformance.scenario_support",
+    "wfe_conformance.scenarios",
+    "wfe_conformance.subscriptions",
+    "wfe_conformance.workflows",
+)
+
 from wfe_conformance.base import SuiteBase, requires
 from wfe_conformance.capability_honesty import CapabilityHonestyTests
 from wfe_conformance.commands import ScheduledCommandTests
