@@ -42,6 +42,7 @@ from wfe_conformance.events import EventRepositoryTests
 from wfe_conformance.execution_errors import ErrorRepositoryTests
 from wfe_conformance.lock_tests import LockProviderTests
 from wfe_conformance.queue_tests import QueueProviderTests
+from wfe_conformance.scenarios import HostScenarioTests
 from wfe_conformance.subscriptions import SubscriptionRepositoryTests
 from wfe_conformance.workflows import WorkflowRepositoryTests
 
@@ -50,6 +51,7 @@ __all__ = [
     "ConcurrencyTests",
     "ErrorRepositoryTests",
     "EventRepositoryTests",
+    "HostScenarioTests",
     "LockProviderTests",
     "PersistenceConformance",
     "ProviderConformance",
@@ -74,6 +76,8 @@ class PersistenceConformance(
     """Every persistence-repository suite (no lock, queue or host tests)."""
 
 
-class ProviderConformance(PersistenceConformance, LockProviderTests, QueueProviderTests):
+class ProviderConformance(
+    PersistenceConformance, LockProviderTests, QueueProviderTests, HostScenarioTests
+):
     """Everything a provider package must pass: repositories, lock, queue and (with
     the engine) every host scenario."""
