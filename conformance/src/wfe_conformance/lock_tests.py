@@ -286,7 +286,7 @@ class LockProviderTests(SuiteBase):
                     tg.start_soon(attempt, n)
         assert results.count(True) == 1
 
-    async def test_start_and_stop_are_idempotent(
+    async def test_lock_start_and_stop_are_idempotent(
         self, lock_provider: DistributedLockProvider
     ) -> None:
         """start twice and stop twice succeed; the provider works between them."""

@@ -198,7 +198,7 @@ class QueueProviderTests(SuiteBase):
         assert isinstance(first, bool)
         assert all(queue_provider.is_dequeue_blocking is first for _ in range(3))
 
-    async def test_start_and_stop_are_idempotent(self, queue_provider: QueueProvider) -> None:
+    async def test_queue_start_and_stop_are_idempotent(self, queue_provider: QueueProvider) -> None:
         """start twice and stop twice succeed; the queue works between them."""
         await queue_provider.start()
         await queue_provider.start()
