@@ -525,11 +525,7 @@ def test_suite_test_names_are_unique() -> None:
                 for name in vars(cls):
                     if name.startswith("test_"):
                         owners.setdefault(name, []).append(cls.__name__)
-    clashes = {
-        name: classes
-        for name, classes in owners.items()
-        if len(classes) > 1
-    }
+    clashes = {name: classes for name, classes in owners.items() if len(classes) > 1}
     assert not clashes, f"test names defined in more than one suite: {clashes}"
     for suite in SUITES:
         assert any(suite in classes for classes in owners.values()), suite

@@ -13,7 +13,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import pytest
-
 from wfe_core.capabilities import Capability
 from wfe_core.locks import DistributedLockProvider
 from wfe_core.persistence import PersistenceProvider
@@ -80,18 +79,16 @@ class SuiteBase:
         missing = sorted(c.name for c in needed - provider.capabilities)
         if missing:
             pytest.skip(
-                f"{type(provider).__name__} does not declare capability "
-                + ", ".join(missing)
+                f"{type(provider).__name__} does not declare capability " + ", ".join(missing)
             )
 
     @pytest.fixture
-    async def provider(self) -> AsyncIterator[PersistenceProvider]:
+    async def provider(self) -> PersistenceProvider:
         """A fresh, empty, isolated persistence provider: override this fixture."""
         raise NotImplementedError(
             "override the `provider` fixture in your Test* class: it must yield a fresh, "
             "empty, isolated PersistenceProvider"
         )
-        yield  # pragma: no cover
 
     @pytest.fixture
     async def lock_provider(self) -> AsyncIterator[DistributedLockProvider]:

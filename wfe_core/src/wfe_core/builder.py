@@ -131,20 +131,26 @@ class _Chain(Generic[TData]):
 
     def if_(self, condition: DataFn) -> ContainerBuilder[TData]:
         """Run a branch once when ``condition(data)`` is true: ``.if_(c).do(branch)``."""
-        sb: ContainerBuilder[TData] = ContainerBuilder(self._wb, self._add(prim.If, "if", container=True))
+        sb: ContainerBuilder[TData] = ContainerBuilder(
+            self._wb, self._add(prim.If, "if", container=True)
+        )
         sb._set_input("condition", condition)
         return sb
 
     def while_(self, condition: DataFn) -> ContainerBuilder[TData]:
         """Repeat a branch while ``condition(data)`` is true."""
-        sb: ContainerBuilder[TData] = ContainerBuilder(self._wb, self._add(prim.While, "while", container=True))
+        sb: ContainerBuilder[TData] = ContainerBuilder(
+            self._wb, self._add(prim.While, "while", container=True)
+        )
         sb._set_input("condition", condition)
         return sb
 
     def foreach(self, items: DataFn, parallel: bool = True) -> ContainerBuilder[TData]:
         """Run a branch per item of ``items(data)`` (``context.item``), in parallel or
         one after another."""
-        sb: ContainerBuilder[TData] = ContainerBuilder(self._wb, self._add(prim.Foreach, "foreach", container=True))
+        sb: ContainerBuilder[TData] = ContainerBuilder(
+            self._wb, self._add(prim.Foreach, "foreach", container=True)
+        )
         sb._set_input("items", items)
         sb._set_input("parallel", _const_or_fn(parallel))
         return sb
@@ -156,7 +162,9 @@ class _Chain(Generic[TData]):
     def decide(self, value: DataFn) -> DecideBuilder[TData]:
         """Run the branches whose value equals ``value(data)``:
         ``.decide(fn).branch(v1, b1).branch(v2, b2)``."""
-        sb: DecideBuilder[TData] = DecideBuilder(self._wb, self._add(prim.Decide, "decide", container=True))
+        sb: DecideBuilder[TData] = DecideBuilder(
+            self._wb, self._add(prim.Decide, "decide", container=True)
+        )
         sb._set_input("value", value)
         return sb
 
@@ -183,7 +191,9 @@ class _Chain(Generic[TData]):
     ) -> StepBuilder[TData]:
         """Wait for an activity worker to run activity ``name`` with ``params(data)``;
         outputs ``result``."""
-        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.Activity, f"activity({name})"))
+        sb: StepBuilder[TData] = StepBuilder(
+            self._wb, self._add(prim.Activity, f"activity({name})")
+        )
         sb._set_input("activity_name", _const_or_fn(name))
         if params is not None:
             sb._set_input("params", _const_or_fn(params))
@@ -197,7 +207,9 @@ class _Chain(Generic[TData]):
         """Start child workflow ``definition_id`` with ``data(data)`` and wait for it;
         outputs ``result`` (the child's final data). A child that does not complete
         fails this step."""
-        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.SubWorkflow, f"sub_workflow({definition_id})"))
+        sb: StepBuilder[TData] = StepBuilder(
+            self._wb, self._add(prim.SubWorkflow, f"sub_workflow({definition_id})")
+        )
         sb._set_input("definition_id", lambda _d: definition_id)
         sb._set_input("version", lambda _d: version)
         if data is not None:

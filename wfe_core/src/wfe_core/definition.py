@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -97,7 +97,8 @@ class ExecutionResult:
             return cls(proceed=False, sleep_until=duration, persistence_data=data)
         if not isinstance(duration, timedelta):
             raise TypeError(
-                f"ExecutionResult.sleep takes a timedelta or datetime, not {type(duration).__name__}"
+                "ExecutionResult.sleep takes a timedelta or datetime, "
+                f"not {type(duration).__name__}"
             )
         return cls(proceed=False, sleep_for=duration, persistence_data=data)
 

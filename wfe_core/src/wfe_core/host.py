@@ -210,8 +210,13 @@ class WorkflowHost:
                 lock = provided  # type: ignore[assignment]
             else:
                 queue = provided  # type: ignore[assignment]
-        host = cls(store.persistence, lock_provider=lock, queue_provider=queue,
-                   lifecycle=lifecycle, options=options)
+        host = cls(
+            store.persistence,
+            lock_provider=lock,
+            queue_provider=queue,
+            lifecycle=lifecycle,
+            options=options,
+        )
         host._owns_persistence = True
         return host
 
@@ -229,8 +234,9 @@ class WorkflowHost:
             raise DefinitionError(f"{type(workflow).__name__}.version must be an int >= 1")
         builder: WorkflowBuilder[Any] = WorkflowBuilder()
         workflow.build(builder)
-        definition = builder.build(wf_id, workflow.version, workflow.data_type,
-                                   workflow.description)
+        definition = builder.build(
+            wf_id, workflow.version, workflow.data_type, workflow.description
+        )
         data_type = workflow.data_type
         if data_type is not None and data_type not in (dict, list, str, int, float):
             with contextlib.suppress(WfeError):
@@ -247,7 +253,9 @@ class WorkflowHost:
         registered is the outermost."""
         self.executor.step_middleware.append(middleware)
 
-    def use_workflow_middleware(self, phase: MiddlewarePhase, middleware: WorkflowMiddleware) -> None:
+    def use_workflow_middleware(
+        self, phase: MiddlewarePhase, middleware: WorkflowMiddleware
+    ) -> None:
         """Run ``middleware(instance)`` (sync or async) in ``phase``."""
         self._workflow_middleware[MiddlewarePhase(phase)].append(middleware)
 
@@ -260,8 +268,12 @@ class WorkflowHost:
         await self.start()
         return self
 
-    async def __aexit__(self, exc_type: type[BaseException] | None,
-                        exc: BaseException | None, tb: TracebackType | None) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         await self.stop()
 
     async def start(self) -> None:
@@ -296,10 +308,13 @@ class WorkflowHost:
             handle.cancel()
         self._timers.clear()
         if self._items:
-            done, pending = await asyncio.wait(set(self._items), timeout=self.options.stop_timeout)
+            _, pending = await asyncio.wait(set(self._items), timeout=self.options.stop_timeout)
             if pending:
-                log.warning("stop: %d passes still running after %.1fs; cancelling them",
-                            len(pending), self.options.stop_timeout)
+                log.warning(
+                    "stop: %d passes still running after %.1fs; cancelling them",
+                    len(pending),
+                    self.options.stop_timeout,
+                )
                 for control in self._active.values():
                     control.cancelled.set()
                 for task in pending:
@@ -312,8 +327,14 @@ class WorkflowHost:
             await self.persistence.close()
 
     # ------------------------------------------------------------------ client API
-    async def start_workflow(self, definition_id: str, data: Any = None, *,
-                             version: int | None = None, reference: str | None = None) -> str:
+    async def start_workflow(
+        self,
+        definition_id: str,
+        data: Any = None,
+        *,
+        version: int | None = None,
+        reference: str | None = None,
+    ) -> str:
         """Start a new instance and return its id."""
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
             raise TypeError(f"version must be an int or None, not {version!r}")
@@ -321,13 +342,20 @@ class WorkflowHost:
         instance = self._new_instance(definition, data, reference)
         await self._run_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, instance)
         await self.persistence.create_workflow(instance)
-        await self._publish_lifecycle(self._lifecycle_event(
-            LifecycleEventType.WORKFLOW_STARTED, instance))
+        await self._publish_lifecycle(
+            self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, instance)
+        )
         await self.queue_provider.queue_work(instance.id, QueueType.WORKFLOW)
         return instance.id
 
-    def _new_instance(self, definition: WorkflowDefinition, data: Any, reference: str | None,
-                      *, instance_id: str | None = None) -> WorkflowInstance:
+    def _new_instance(
+        self,
+        definition: WorkflowDefinition,
+        data: Any,
+        reference: str | None,
+        *,
+        instance_id: str | None = None,
+    ) -> WorkflowInstance:
         data_type = definition.data_type
         if data is None and data_type is not None:
             try:
@@ -346,18 +374,30 @@ class WorkflowHost:
             raise TypeError("reference must be a string")
         now = utcnow()
         instance = WorkflowInstance(
-            workflow_definition_id=definition.id, version=definition.version,
-            id=instance_id or new_id(), description=definition.description,
-            reference=reference, status=WorkflowStatus.RUNNABLE, data=data,
-            next_execution=now, create_time=now,
+            workflow_definition_id=definition.id,
+            version=definition.version,
+            id=instance_id or new_id(),
+            description=definition.description,
+            reference=reference,
+            status=WorkflowStatus.RUNNABLE,
+            data=data,
+            next_execution=now,
+            create_time=now,
         )
         instance.execution_pointers.append(
-            ExecutionPointer(step_id=0, step_name=definition.steps[0].name))
+            ExecutionPointer(step_id=0, step_name=definition.steps[0].name)
+        )
         return instance
 
-    async def run_workflow(self, definition_id: str, data: Any = None, *,
-                           version: int | None = None, reference: str | None = None,
-                           timeout: float = 60.0) -> WorkflowInstance:
+    async def run_workflow(
+        self,
+        definition_id: str,
+        data: Any = None,
+        *,
+        version: int | None = None,
+        reference: str | None = None,
+        timeout: float = 60.0,
+    ) -> WorkflowInstance:
         """Start an instance and wait until it completes or is terminated."""
         wid = await self.start_workflow(definition_id, data, version=version, reference=reference)
         return await self.wait_for_workflow(wid, timeout)
@@ -394,8 +434,9 @@ class WorkflowHost:
         """The errors recorded for an instance, oldest first."""
         return await self.persistence.get_errors(workflow_id)
 
-    async def publish_event(self, name: str, key: str, data: Any = None,
-                            effective_date: datetime | None = None) -> str:
+    async def publish_event(
+        self, name: str, key: str, data: Any = None, effective_date: datetime | None = None
+    ) -> str:
         """Store an event and deliver it to every waiting subscription; return its id.
 
         ``effective_date`` (aware) is the event's time: subscriptions made at or before
@@ -408,13 +449,19 @@ class WorkflowHost:
             raise ValueError("effective_date must be timezone-aware (use datetime.now(UTC))")
         self.serializer.to_primitive(data, "event_data")
         now = utcnow()
-        event = Event(event_name=name, event_key=key, event_data=data,
-                      event_time=effective_date or now, id=new_id())
+        event = Event(
+            event_name=name,
+            event_key=key,
+            event_data=data,
+            event_time=effective_date or now,
+            id=new_id(),
+        )
         await self.persistence.create_event(event)
         if event.event_time > now:
             if Capability.SCHEDULED_COMMANDS in self.persistence.capabilities:
-                await self.persistence.schedule_command(ScheduledCommand(
-                    ScheduledCommand.PROCESS_EVENT, event.id, event.event_time))
+                await self.persistence.schedule_command(
+                    ScheduledCommand(ScheduledCommand.PROCESS_EVENT, event.id, event.event_time)
+                )
             self._wake_at(QueueType.EVENT, event.id, event.event_time)
         else:
             await self.queue_provider.queue_work(event.id, QueueType.EVENT)
@@ -434,15 +481,17 @@ class WorkflowHost:
         return await self._control(workflow_id, "terminate")
 
     # ------------------------------------------------------------------ activities
-    async def get_pending_activity(self, activity_name: str, worker_id: str,
-                                   timeout: float = 0.0) -> PendingActivity | None:
+    async def get_pending_activity(
+        self, activity_name: str, worker_id: str, timeout: float = 0.0
+    ) -> PendingActivity | None:
         """Claim the oldest open activity ``activity_name`` for ``worker_id``, waiting up
         to ``timeout`` seconds for one; None if none came."""
         deadline = time.monotonic() + timeout
         while True:
             now = utcnow()
             sub = await self.persistence.get_first_open_subscription(
-                ACTIVITY_EVENT, activity_name, now)
+                ACTIVITY_EVENT, activity_name, now
+            )
             if sub is not None:
                 token = f"{sub.id}~{secrets.token_hex(16)}"
                 expiry = now + timedelta(seconds=self.options.activity_token_ttl)
@@ -477,8 +526,9 @@ class WorkflowHost:
     async def _submit(self, token: str, success: bool, data: Any) -> None:
         self.serializer.to_primitive(data, "activity_result")
         sub = await self._claimed(token)
-        await self.publish_event(ACTIVITY_EVENT, sub.event_key,
-                                 ActivityResult(sub.id, success, data))
+        await self.publish_event(
+            ACTIVITY_EVENT, sub.event_key, ActivityResult(sub.id, success, data)
+        )
 
     async def release_activity_token(self, token: str) -> None:
         """Give a claimed activity back so another worker can take it."""
@@ -494,8 +544,9 @@ class WorkflowHost:
         while self._running:
             await slots.acquire()
             try:
-                item = await self.queue_provider.dequeue_work(queue, max(self.options.idle_time, 0.5)
-                                                              if blocking else 0)
+                item = await self.queue_provider.dequeue_work(
+                    queue, max(self.options.idle_time, 0.5) if blocking else 0
+                )
             except asyncio.CancelledError:
                 slots.release()
                 raise
@@ -513,8 +564,9 @@ class WorkflowHost:
             self._items.add(task)
             task.add_done_callback(self._items.discard)
 
-    async def _guarded(self, handler: Callable[[str], Awaitable[None]], item: str,
-                       slots: asyncio.Semaphore) -> None:
+    async def _guarded(
+        self, handler: Callable[[str], Awaitable[None]], item: str, slots: asyncio.Semaphore
+    ) -> None:
         try:
             await handler(item)
         except asyncio.CancelledError:
@@ -544,7 +596,9 @@ class WorkflowHost:
         now = utcnow()
         if await lock.acquire_lock("wfe:poll:workflows", ttl):
             try:
-                for wid in await self.persistence.get_runnable_instances(now, self.options.poll_batch):
+                for wid in await self.persistence.get_runnable_instances(
+                    now, self.options.poll_batch
+                ):
                     if wid not in self._active:
                         await self.queue_provider.queue_work(wid, QueueType.WORKFLOW)
             finally:
@@ -555,16 +609,21 @@ class WorkflowHost:
                     await self.queue_provider.queue_work(eid, QueueType.EVENT)
             finally:
                 await lock.release_lock("wfe:poll:events")
-        if Capability.SCHEDULED_COMMANDS in self.persistence.capabilities and \
-                await lock.acquire_lock("wfe:poll:commands", ttl):
+        if (
+            Capability.SCHEDULED_COMMANDS in self.persistence.capabilities
+            and await lock.acquire_lock("wfe:poll:commands", ttl)
+        ):
             try:
                 await self.persistence.process_commands(now, self._run_command)
             finally:
                 await lock.release_lock("wfe:poll:commands")
 
     async def _run_command(self, command: ScheduledCommand) -> None:
-        queue = (QueueType.EVENT if command.command_name == ScheduledCommand.PROCESS_EVENT
-                 else QueueType.WORKFLOW)
+        queue = (
+            QueueType.EVENT
+            if command.command_name == ScheduledCommand.PROCESS_EVENT
+            else QueueType.WORKFLOW
+        )
         await self.queue_provider.queue_work(command.data, queue)
 
     def _wake_at(self, queue: QueueType, item: str, when: datetime) -> None:
@@ -623,8 +682,12 @@ class WorkflowHost:
                 return
             definition = self.registry.find(instance.workflow_definition_id, instance.version)
             if definition is None:
-                log.debug("workflow %s: %s v%s is not registered on this host", workflow_id,
-                          instance.workflow_definition_id, instance.version)
+                log.debug(
+                    "workflow %s: %s v%s is not registered on this host",
+                    workflow_id,
+                    instance.workflow_definition_id,
+                    instance.version,
+                )
                 instance = None
                 return
             try:
@@ -640,8 +703,11 @@ class WorkflowHost:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
             await self.lock_provider.release_lock(lock_name)
-        if instance is not None and instance.status is WorkflowStatus.RUNNABLE and \
-                instance.next_execution is not None:
+        if (
+            instance is not None
+            and instance.status is WorkflowStatus.RUNNABLE
+            and instance.next_execution is not None
+        ):
             if instance.next_execution <= utcnow():
                 if workflow_id in self._held:
                     pass  # the control call decides what happens next
@@ -695,13 +761,15 @@ class WorkflowHost:
                 return
             if event.event_name == ACTIVITY_EVENT and isinstance(event.event_data, ActivityResult):
                 try:
-                    subs = [await self.persistence.get_subscription(
-                        event.event_data.subscription_id)]
+                    subs = [
+                        await self.persistence.get_subscription(event.event_data.subscription_id)
+                    ]
                 except SubscriptionNotFound:
                     subs = []
             else:
                 subs = await self.persistence.get_subscriptions(
-                    event.event_name, event.event_key, event.event_time)
+                    event.event_name, event.event_key, event.event_time
+                )
             for sub in subs:
                 if not await self._deliver(event, sub):
                     complete = False
@@ -716,7 +784,8 @@ class WorkflowHost:
         """Hand ``event`` to ``sub``'s pointer; False when it must be tried again later."""
         if event.event_name != ACTIVITY_EVENT:
             for other_id in await self.persistence.get_events(
-                    sub.event_name, sub.event_key, sub.subscribe_as_of):
+                sub.event_name, sub.event_key, sub.subscribe_as_of
+            ):
                 if other_id == event.id:
                     break
                 with contextlib.suppress(EventNotFound):
@@ -735,8 +804,12 @@ class WorkflowHost:
                 instance = None
             if instance is not None:
                 p = instance.pointer(sub.execution_pointer_id)
-                if p is not None and p.end_time is None and not p.event_published and \
-                        instance.status in (WorkflowStatus.RUNNABLE, WorkflowStatus.SUSPENDED):
+                if (
+                    p is not None
+                    and p.end_time is None
+                    and not p.event_published
+                    and instance.status in (WorkflowStatus.RUNNABLE, WorkflowStatus.SUSPENDED)
+                ):
                     p.event_data = event.event_data
                     p.event_published = True
                     p.active = True
@@ -753,7 +826,8 @@ class WorkflowHost:
     async def _catch_up(self, sub: EventSubscription) -> None:
         """Queue events stored before ``sub`` that it is entitled to."""
         for event_id in await self.persistence.get_events(
-                sub.event_name, sub.event_key, sub.subscribe_as_of):
+            sub.event_name, sub.event_key, sub.subscribe_as_of
+        ):
             with contextlib.suppress(EventNotFound):
                 await self.persistence.mark_event_unprocessed(event_id)
                 await self.queue_provider.queue_work(event_id, QueueType.EVENT)
@@ -836,10 +910,16 @@ class WorkflowHost:
         return True
 
     # ------------------------------------------------------------------ executor hooks
-    def _lifecycle_event(self, kind: LifecycleEventType, instance: WorkflowInstance) -> LifecycleEvent:
-        return LifecycleEvent(type=kind, workflow_id=instance.id,
-                              workflow_definition_id=instance.workflow_definition_id,
-                              version=instance.version, reference=instance.reference)
+    def _lifecycle_event(
+        self, kind: LifecycleEventType, instance: WorkflowInstance
+    ) -> LifecycleEvent:
+        return LifecycleEvent(
+            type=kind,
+            workflow_id=instance.id,
+            workflow_definition_id=instance.workflow_definition_id,
+            version=instance.version,
+            reference=instance.reference,
+        )
 
     async def _publish_lifecycle(self, event: LifecycleEvent) -> None:
         try:
@@ -847,8 +927,9 @@ class WorkflowHost:
         except Exception:
             log.exception("publishing lifecycle event %s failed", event.type.value)
 
-    async def _run_workflow_middleware(self, phase: MiddlewarePhase,
-                                       instance: WorkflowInstance) -> None:
+    async def _run_workflow_middleware(
+        self, phase: MiddlewarePhase, instance: WorkflowInstance
+    ) -> None:
         for mw in self._workflow_middleware[phase]:
             try:
                 result = mw(instance)
@@ -867,13 +948,17 @@ class WorkflowHost:
         first = instance.execution_pointers[0] if instance.execution_pointers else None
         parent = first.extension_attributes.get(PARENT_ATTRIBUTE) if first else None
         if parent:
-            await self.publish_event(WORKFLOW_ENDED_EVENT, instance.id,
-                                     WorkflowEnded(instance.id, status.value, instance.data))
+            await self.publish_event(
+                WORKFLOW_ENDED_EVENT,
+                instance.id,
+                WorkflowEnded(instance.id, status.value, instance.data),
+            )
 
     async def _start_child(self, body: SubWorkflow, context: StepContext[Any]) -> str:
         pointer = context.pointer
-        child_id = str(uuid.uuid5(uuid.NAMESPACE_URL,
-                                  f"wfe:child:{pointer.id}:{pointer.retry_count}"))
+        child_id = str(
+            uuid.uuid5(uuid.NAMESPACE_URL, f"wfe:child:{pointer.id}:{pointer.retry_count}")
+        )
         definition = self.registry.get(body.definition_id, body.version)
         child = self._new_instance(definition, body.child_data, None, instance_id=child_id)
         child.execution_pointers[0].extension_attributes[PARENT_ATTRIBUTE] = context.workflow.id
@@ -882,7 +967,8 @@ class WorkflowHost:
             await self.persistence.create_workflow(child)
         except ConcurrencyError:
             return child_id  # started before a crash: keep the one that exists
-        await self._publish_lifecycle(self._lifecycle_event(
-            LifecycleEventType.WORKFLOW_STARTED, child))
+        await self._publish_lifecycle(
+            self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, child)
+        )
         await self.queue_provider.queue_work(child_id, QueueType.WORKFLOW)
         return child_id

@@ -1,0 +1,1504 @@
+"""The ``wfe`` command line: run workers, start and inspect workflows, publish events.
+
+The store is chosen by ``--url`` (on ``wfe`` itself or on any command) or the
+``WFE_URL`` environment variable, and defaults to ``sqlite:///wfe.db``. Every command
+prints tables for people and, with ``--json``, one JSON document on stdout for scripts
+(``wfe worker --json`` prints one JSON object per line). Errors go to stderr with a
+non-zero exit status: 2 for bad input (a bad option, URL, JSON or duration, an unknown
+definition, a missing ``--app``), 1 when the command could not do its job (an unknown
+workflow id, a store that cannot be opened, a workflow not in a state that allows the
+action).
+
+The ``--app`` contract
+----------------------
+``--app module:attr`` (or ``WFE_APP``) names the workflows of your application. The
+module is imported (the current directory is on the import path) and ``attr`` (a
+dotted path inside the module) must be one of:
+
+* a :class:`~wfe_core.Workflow` instance, or a ``Workflow`` subclass (instantiated with
+  no arguments);
+* a list, tuple or set of those;
+* a function ``register(host)`` taking one argument: it is called with the
+  :class:`~wfe_core.WorkflowHost` and registers what it wants (workflows, types,
+  middleware, lifecycle handlers); it may be ``async``;
+* a function taking no argument that returns any of the first two forms (it may be
+  ``async``).
+
+``wfe worker`` runs a host with these registered; ``wfe start`` needs them to build
+the workflow's data of the right type from ``--data``; ``wfe show`` and ``wfe list``
+use them (optionally) to read data of your own types.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections.abc
+import contextlib
+import dataclasses
+import decimal
+import enum
+import importlib
+import inspect
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import time
+import types
+import typing
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as dtime
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from wfe_core.capabilities import Capability
+from wfe_core.definition import Workflow, WorkflowDefinition
+from wfe_core.errors import (
+    DefinitionError,
+    ProviderNotFound,
+    SerializationError,
+    WfeError,
+    WorkflowNotFound,
+    WorkflowNotRegistered,
+)
+from wfe_core.host import HostOptions, WorkflowHost
+from wfe_core.models import (
+    ExecutionError,
+    ExecutionPointer,
+    LifecycleEvent,
+    LifecycleEventType,
+    WorkflowInstance,
+    WorkflowStatus,
+)
+from wfe_core.registry import redact_url, url_scheme
+
+__all__ = ["DEFAULT_URL", "cli", "load_app", "main", "parse_duration"]
+
+DEFAULT_URL = "sqlite:///wfe.db"
+"""The store used when neither ``--url`` nor ``WFE_URL`` is given."""
+
+T = TypeVar("T")
+
+_APP_HELP = (
+    "Your workflows, as module:attr (or WFE_APP): a Workflow, a Workflow class, a list of "
+    "them, a function returning them, or a function register(host)."
+)
+
+
+# --------------------------------------------------------------------------------------
+# Settings, running coroutines, errors
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Settings:
+    """What the ``wfe`` group was given."""
+
+    url: str
+
+
+def _url(url: str | None) -> str:
+    """The effective store URL: the command's ``--url``, else the group's (or WFE_URL)."""
+    if url:
+        return url
+    ctx = click.get_current_context()
+    settings = ctx.find_object(_Settings)
+    return settings.url if settings is not None else DEFAULT_URL
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` and turn wfe's errors into clear command-line errors."""
+    try:
+        return asyncio.run(coro)
+    except click.ClickException:
+        raise
+    except WorkflowNotFound as exc:
+        raise click.ClickException(str(exc)) from exc
+    except ProviderNotFound as exc:
+        raise click.BadParameter(str(exc), param_hint="--url") from exc
+    except WfeError as exc:
+        raise click.ClickException(f"{exc} ({type(exc).__name__})") from exc
+    except KeyboardInterrupt:
+        raise click.Abort() from None
+
+
+def _open_host(
+    url: str,
+    *,
+    lock_url: str | None = None,
+    queue_url: str | None = None,
+    options: HostOptions | None = None,
+) -> WorkflowHost:
+    """``WorkflowHost.from_url`` with bad URLs reported as bad ``--url`` values."""
+    try:
+        return WorkflowHost.from_url(url, lock_url=lock_url, queue_url=queue_url, options=options)
+    except (ProviderNotFound, ValueError, TypeError) as exc:
+        hint = "--url"
+        for name, value in (("--lock-url", lock_url), ("--queue-url", queue_url)):
+            if value is not None and redact_url(value) in str(exc):
+                hint = name
+        raise click.BadParameter(str(exc), param_hint=hint) from exc
+    except WfeError as exc:
+        raise click.ClickException(f"cannot open the store {redact_url(url)}: {exc}") from exc
+
+
+@asynccontextmanager
+async def _client(url: str, app: str | None = None) -> AsyncIterator[WorkflowHost]:
+    """A host that is never started: the store ready, the lock / queue / lifecycle
+    providers running, no consumers or poller (so nothing runs in this process)."""
+    host = _open_host(url)
+    started: list[Callable[[], Awaitable[None]]] = []
+    try:
+        if app is not None:
+            await apply_app(host, app)
+        try:
+            await host.persistence.ensure_store_exists()
+        except WfeError as exc:
+            raise click.ClickException(f"cannot open the store {redact_url(url)}: {exc}") from exc
+        for part in (host.lock_provider, host.queue_provider, host.lifecycle):
+            await part.start()
+            started.append(part.stop)
+        yield host
+    finally:
+        for stop in reversed(started):
+            with contextlib.suppress(Exception):
+                await stop()
+        with contextlib.suppress(Exception):
+            await host.persistence.close()
+
+
+def _need_app(app: str | None, command: str) -> str:
+    if not app:
+        raise click.UsageError(
+            f"wfe {command} needs your workflow definitions: pass --app module:attr (or set "
+            "WFE_APP), the same one your workers use, e.g. --app wfe_core.demo:workflows"
+        )
+    return app
+
+
+# --------------------------------------------------------------------------------------
+# --app
+# --------------------------------------------------------------------------------------
+
+
+def _import_target(spec: str) -> Any:
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(
+            f"{spec!r} is not module:attr, e.g. 'myapp.workflows:workflows'", param_hint="--app"
+        )
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            raise click.BadParameter(
+                f"cannot import {module_name!r}: no module named {exc.name!r} (the current "
+                "directory and PYTHONPATH are searched)",
+                param_hint="--app",
+            ) from exc
+        raise click.BadParameter(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", param_hint="--app"
+        ) from exc
+    except Exception as exc:
+        raise click.BadParameter(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}", param_hint="--app"
+        ) from exc
+    target: Any = module
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise click.BadParameter(
+                f"module {module_name!r} has no attribute {attr!r}", param_hint="--app"
+            ) from None
+    return target
+
+
+def _as_workflows(obj: Any, spec: str) -> list[Workflow[Any]] | None:
+    """The workflows ``obj`` stands for, or None when it is no such form."""
+    if isinstance(obj, Workflow):
+        return [obj]
+    if isinstance(obj, type) and issubclass(obj, Workflow):
+        return [obj()]
+    if isinstance(obj, list | tuple | set | frozenset):
+        found: list[Workflow[Any]] = []
+        for i, item in enumerate(obj):
+            one = _as_workflows(item, spec) if not isinstance(item, list | tuple) else None
+            if one is None:
+                raise click.BadParameter(
+                    f"{spec}: item {i} is {type(item).__name__}, not a Workflow instance or "
+                    "subclass",
+                    param_hint="--app",
+                )
+            found.extend(one)
+        return found
+    return None
+
+
+def _required_positional(fn: Callable[..., Any]) -> int | None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    return sum(
+        1
+        for p in sig.parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.default is p.empty
+    )
+
+
+async def apply_app(host: WorkflowHost, spec: str) -> list[WorkflowDefinition]:
+    """Register on ``host`` what ``--app spec`` names (see the module docstring for the
+    forms it may take); return the definitions registered."""
+    target = _import_target(spec)
+    load_app_into = load_app(target, spec)
+    try:
+        result = load_app_into(host)
+        if inspect.isawaitable(result):
+            await result
+    except click.ClickException:
+        raise
+    except DefinitionError as exc:
+        raise click.ClickException(f"--app {spec}: invalid workflow: {exc}") from exc
+    except Exception as exc:
+        raise click.ClickException(
+            f"--app {spec}: registering the workflows failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    definitions = host.registry.all()
+    if not definitions:
+        raise click.BadParameter(f"{spec} registered no workflows", param_hint="--app")
+    return definitions
+
+
+def load_app(target: Any, spec: str = "--app") -> Callable[[WorkflowHost], Awaitable[None] | None]:
+    """Turn an ``--app`` target into ``apply(host)`` that registers it on a host.
+
+    Raises ``click.BadParameter`` when ``target`` is none of the accepted forms.
+    """
+    direct = _as_workflows(target, spec)
+    if direct is not None:
+
+        def register_all(host: WorkflowHost) -> None:
+            for wf in direct:
+                host.register_workflow(wf)
+
+        return register_all
+    if callable(target):
+        arity = _required_positional(target)
+        if arity == 1:
+            return target  # type: ignore[no-any-return]
+        if arity == 0:
+
+            async def from_factory(host: WorkflowHost) -> None:
+                produced = target()
+                if inspect.isawaitable(produced):
+                    produced = await produced
+                found = _as_workflows(produced, spec)
+                if found is None:
+                    raise click.BadParameter(
+                        f"{spec}() returned {type(produced).__name__}; a factory must return a "
+                        "Workflow or a list of Workflows",
+                        param_hint="--app",
+                    )
+                for wf in found:
+                    host.register_workflow(wf)
+
+            return from_factory
+        raise click.BadParameter(
+            f"{spec} is a function of {arity} required arguments; expected register(host) "
+            "or a factory taking none",
+            param_hint="--app",
+        )
+    raise click.BadParameter(
+        f"{spec} is {type(target).__name__}; expected a Workflow, a Workflow class, a list of "
+        "them, a function returning them, or a function register(host)",
+        param_hint="--app",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Input parsing: JSON data, durations, dates
+# --------------------------------------------------------------------------------------
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s|ms)", re.IGNORECASE)
+_UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse ``7d``, ``12h``, ``30m``, ``45s``, ``1h30m``, ``2w``, ``500ms``.
+
+    Raises ``ValueError`` with the accepted forms for anything else.
+    """
+    s = text.strip().lower()
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(s):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2).lower()]
+        pos = match.end()
+    if not s or pos != len(s):
+        raise ValueError(
+            f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s, ms), "
+            "e.g. 7d, 12h, 30m, 45s or 1h30m"
+        )
+    return timedelta(seconds=total)
+
+
+def _duration_param(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def _parse_json(text: str | None, option: str = "--data") -> Any:
+    """Parse a JSON option (``@path`` reads a file, ``-`` reads stdin)."""
+    if text is None:
+        return None
+    source = "JSON"
+    if text == "-":
+        text, source = sys.stdin.read(), "JSON from stdin"
+    elif text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise click.BadParameter(
+                f"cannot read {path}: {exc.strerror}", param_hint=option
+            ) from exc
+        source = f"JSON in {path}"
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        line = exc.doc.splitlines()[exc.lineno - 1] if exc.doc.splitlines() else ""
+        pointer = f"\n    {line}\n    {' ' * (exc.colno - 1)}^" if len(line) <= 200 else ""
+        raise click.BadParameter(
+            f"malformed {source}: {exc.msg} at line {exc.lineno}, column {exc.colno} "
+            f"(character {exc.pos}){pointer}",
+            param_hint=option,
+        ) from exc
+
+
+def _parse_when(text: str, option: str) -> datetime:
+    """An ISO 8601 date-time; one without an offset is taken as UTC."""
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{text!r} is not an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z", param_hint=option
+        ) from exc
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+class _CoerceError(Exception):
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _pydantic_model(tp: Any) -> bool:
+    mod = sys.modules.get("pydantic")
+    base = getattr(mod, "BaseModel", None)
+    return isinstance(base, type) and isinstance(tp, type) and issubclass(tp, base)
+
+
+def coerce(value: Any, tp: Any, path: str = "data") -> Any:
+    """Build a value of type ``tp`` from parsed JSON ``value`` (dataclasses, pydantic
+    models, Enums, Decimal, datetime, UUID, timedelta, containers, Optional / unions).
+
+    Raises ``ValueError`` naming the field (``data.items[0].price: ...``).
+    """
+    try:
+        return _coerce(value, tp, path)
+    except _CoerceError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    if tp is None or tp is Any or tp is object:
+        return value
+    if isinstance(tp, typing.TypeVar):
+        return value
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Annotated:
+        return _coerce(value, args[0], path)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        problems: list[str] = []
+        for option in args:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, path)
+            except _CoerceError as exc:
+                problems.append(str(exc).split(": ", 1)[-1])
+        raise _CoerceError(path, " / ".join(problems) or f"expected {_type_name(tp)}")
+    if origin is typing.Literal:
+        if value in args:
+            return value
+        raise _CoerceError(path, f"expected one of {', '.join(map(repr, args))}, got {value!r}")
+    if origin is not None:
+        return _coerce_generic(value, origin, args, path, tp)
+    if not isinstance(tp, type):
+        return value
+    if value is None:
+        if tp is type(None):
+            return None
+        raise _CoerceError(path, f"expected {_type_name(tp)}, got null")
+    if dataclasses.is_dataclass(tp):
+        return _coerce_dataclass(value, tp, path)
+    if _pydantic_model(tp):
+        try:
+            return tp.model_validate(value)  # type: ignore[attr-defined]
+        except Exception as exc:
+            raise _CoerceError(path, f"not a valid {tp.__name__}: {exc}") from exc
+    if issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            if isinstance(value, str) and value in tp.__members__:
+                return tp[value]
+            members = ", ".join(repr(m.value) for m in tp)
+            raise _CoerceError(path, f"{value!r} is not one of {members}") from None
+    return _coerce_scalar(value, tp, path)
+
+
+def _coerce_scalar(value: Any, tp: type, path: str) -> Any:
+    got = type(value).__name__ if value is not None else "null"
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp is decimal.Decimal:
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            try:
+                result = decimal.Decimal(str(value))
+            except decimal.InvalidOperation:
+                raise _CoerceError(path, f"{value!r} is not a decimal number") from None
+            return result
+    elif tp is datetime:
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                raise _CoerceError(path, f"{value!r} is not an ISO 8601 date-time") from None
+    elif tp is date:
+        if isinstance(value, str):
+            try:
+                return date.fromisoformat(value)
+            except ValueError:
+                raise _CoerceError(path, f"{value!r} is not an ISO 8601 date") from None
+    elif tp is dtime:
+        if isinstance(value, str):
+            try:
+                return dtime.fromisoformat(value)
+            except ValueError:
+                raise _CoerceError(path, f"{value!r} is not an ISO 8601 time") from None
+    elif tp is timedelta:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return timedelta(seconds=value)
+        if isinstance(value, str):
+            try:
+                return parse_duration(value)
+            except ValueError as exc:
+                raise _CoerceError(path, str(exc)) from None
+        got = f"{got} (give seconds or a duration such as '30m')"
+    elif tp is uuid.UUID:
+        if isinstance(value, str):
+            try:
+                return uuid.UUID(value)
+            except ValueError:
+                raise _CoerceError(path, f"{value!r} is not a UUID") from None
+    elif tp is bytes:
+        if isinstance(value, str):
+            try:
+                return base64.b64decode(value, validate=True)
+            except ValueError:
+                raise _CoerceError(path, "expected base64 text") from None
+    elif tp in (dict, list):
+        if isinstance(value, tp):
+            return value
+    elif tp in (tuple, set, frozenset):
+        if isinstance(value, list):
+            return tp(value)
+    elif isinstance(value, tp):
+        return value
+    else:
+        raise _CoerceError(path, f"cannot build a {tp.__name__} from JSON ({got})")
+    raise _CoerceError(path, f"expected {_type_name(tp)}, got {got}")
+
+
+def _coerce_generic(value: Any, origin: Any, args: tuple[Any, ...], path: str, tp: Any) -> Any:
+    abc = collections.abc
+    if origin in (
+        list,
+        set,
+        frozenset,
+        abc.Sequence,
+        abc.MutableSequence,
+        abc.Set,
+        abc.MutableSet,
+        abc.Iterable,
+        abc.Collection,
+    ):
+        if not isinstance(value, list):
+            raise _CoerceError(path, f"expected a list, got {type(value).__name__}")
+        item = args[0] if args else Any
+        items = [_coerce(v, item, f"{path}[{i}]") for i, v in enumerate(value)]
+        if origin in (set, abc.Set, abc.MutableSet):
+            return set(items)
+        return frozenset(items) if origin is frozenset else items
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise _CoerceError(path, f"expected a list, got {type(value).__name__}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if args and len(args) != len(value):
+            raise _CoerceError(path, f"expected {len(args)} items, got {len(value)}")
+        return tuple(
+            _coerce(v, args[i] if args else Any, f"{path}[{i}]") for i, v in enumerate(value)
+        )
+    if origin in (dict, abc.Mapping, abc.MutableMapping):
+        if not isinstance(value, dict):
+            raise _CoerceError(path, f"expected an object, got {type(value).__name__}")
+        key_t, val_t = args if len(args) == 2 else (Any, Any)
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            sub = f"{path}[{json.dumps(k)}]"
+            key = k if key_t in (Any, str) else _coerce_key(k, key_t, sub)
+            out[key] = _coerce(v, val_t, sub)
+        return out
+    if isinstance(origin, type) and isinstance(value, origin):
+        return value
+    raise _CoerceError(path, f"cannot build {_type_name(tp)} from JSON")
+
+
+def _coerce_key(key: str, tp: Any, path: str) -> Any:
+    if tp is int:
+        try:
+            return int(key)
+        except ValueError:
+            raise _CoerceError(path, f"key {key!r} is not an integer") from None
+    return _coerce(key, tp, path)
+
+
+def _coerce_dataclass(value: Any, tp: type, path: str) -> Any:
+    if not isinstance(value, dict):
+        raise _CoerceError(
+            path, f"expected an object for {tp.__name__}, got {type(value).__name__}"
+        )
+    try:
+        hints = typing.get_type_hints(tp)
+    except Exception:
+        hints = {}
+    fields = {f.name: f for f in dataclasses.fields(tp)}
+    unknown = [k for k in value if k not in fields or not fields[k].init]
+    if unknown:
+        known = ", ".join(n for n, f in fields.items() if f.init)
+        raise _CoerceError(
+            path, f"{tp.__name__} has no field {', '.join(map(repr, unknown))} (fields: {known})"
+        )
+    kwargs = {name: _coerce(v, hints.get(name, Any), f"{path}.{name}") for name, v in value.items()}
+    missing = [
+        n
+        for n, f in fields.items()
+        if f.init
+        and n not in kwargs
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise _CoerceError(path, f"{tp.__name__} needs the field(s) {', '.join(missing)}")
+    try:
+        return tp(**kwargs)
+    except Exception as exc:
+        raise _CoerceError(path, f"{tp.__name__}(...) failed: {type(exc).__name__}: {exc}") from exc
+
+
+# --------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as plain JSON: dataclasses and models as objects, Decimal and UUID as
+    strings, date-times in ISO 8601, durations in seconds, sets and tuples as lists."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    if isinstance(value, float):
+        return (
+            value if value == value and value not in (float("inf"), float("-inf")) else str(value)
+        )
+    if isinstance(value, enum.Enum):
+        return jsonable(value.value)
+    if isinstance(value, datetime | date | dtime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, decimal.Decimal | uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    dump = getattr(value, "model_dump", None)
+    if callable(dump) and _pydantic_model(type(value)):
+        return dump(mode="json")
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [jsonable(v) for v in value]
+        if isinstance(value, set | frozenset):
+            with contextlib.suppress(TypeError):
+                items.sort()
+        return items
+    return repr(value)
+
+
+def _emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+def _console() -> Console:
+    return Console(highlight=False, soft_wrap=False)
+
+
+def _when(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _summary_json(inst: WorkflowInstance) -> dict[str, Any]:
+    return {
+        "id": inst.id,
+        "definition": inst.workflow_definition_id,
+        "version": inst.version,
+        "status": inst.status.value,
+        "reference": inst.reference,
+        "description": inst.description,
+        "create_time": _iso(inst.create_time),
+        "complete_time": _iso(inst.complete_time),
+        "next_execution": _iso(inst.next_execution),
+        "revision": inst.revision,
+    }
+
+
+def _pointer_json(p: ExecutionPointer) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "step_id": p.step_id,
+        "step_name": p.step_name,
+        "status": p.status.value,
+        "active": p.active,
+        "start_time": _iso(p.start_time),
+        "end_time": _iso(p.end_time),
+        "sleep_until": _iso(p.sleep_until),
+        "event_name": p.event_name,
+        "event_key": p.event_key,
+        "event_published": p.event_published,
+        "retry_count": p.retry_count,
+        "outcome": jsonable(p.outcome),
+        "children": list(p.children),
+        "scope": list(p.scope),
+    }
+
+
+def _error_json(e: ExecutionError) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "time": _iso(e.error_time),
+        "pointer_id": e.execution_pointer_id,
+        "type": e.error_type,
+        "message": e.message,
+        "traceback": e.traceback,
+    }
+
+
+_STATUS_STYLE = {
+    "runnable": "cyan",
+    "suspended": "yellow",
+    "complete": "green",
+    "terminated": "red",
+    "failed": "red",
+    "cancelled": "dim",
+    "waiting_for_event": "cyan",
+    "sleeping": "cyan",
+}
+
+
+def _styled(status: str) -> str:
+    style = _STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/{style}]" if style else status
+
+
+def _read_error(exc: SerializationError, app: str | None) -> click.ClickException:
+    hint = (
+        ""
+        if app
+        else "; pass --app module:attr (or set WFE_APP) so wfe knows your workflows' data types"
+    )
+    return click.ClickException(f"cannot read the workflow data: {exc}{hint}")
+
+
+# --------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------
+
+_url_option = click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="Store URL (default: the one given to wfe, else $WFE_URL, else sqlite:///wfe.db).",
+)
+_json_option = click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON on stdout."
+)
+
+
+def _app_option(help_text: str = _APP_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option(
+        "--app", envvar="WFE_APP", default=None, metavar="MODULE:ATTR", help=help_text
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="WFE_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    metavar="URL",
+    help="Store URL, e.g. sqlite:///wfe.db, postgresql://user@host/db, memory:// (env: WFE_URL).",
+)
+@click.version_option(package_name="wfe-core", prog_name="wfe")
+@click.pass_context
+def cli(ctx: click.Context, url: str) -> None:
+    """wfe: durable, event-driven workflows.
+
+    Run workers, start and inspect workflows, publish events. Try `wfe demo`.
+    """
+    ctx.obj = _Settings(url=url)
+
+
+@cli.command()
+@_app_option()
+@_url_option
+@click.option(
+    "--lock-url",
+    default=None,
+    metavar="URL",
+    help="Take the distributed lock from another store (e.g. redis://...).",
+)
+@click.option(
+    "--queue-url",
+    default=None,
+    metavar="URL",
+    help="Take the work queue from another store (e.g. redis://...).",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Workflow passes run at once (HostOptions.max_concurrent_workflows).",
+)
+@click.option(
+    "--poll-interval",
+    type=click.FloatRange(min=0.01),
+    default=None,
+    help="Seconds between looks for due work (HostOptions.poll_interval).",
+)
+@click.option(
+    "--stop-timeout",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Seconds stopping waits for running steps (HostOptions.stop_timeout).",
+)
+@click.option(
+    "--steps/--no-steps",
+    default=True,
+    show_default=True,
+    help="Log every step, not only workflows.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+    default="warning",
+    show_default=True,
+    help="Level of wfe's own log (stderr).",
+)
+@_json_option
+def worker(
+    app: str | None,
+    url: str | None,
+    lock_url: str | None,
+    queue_url: str | None,
+    concurrency: int | None,
+    poll_interval: float | None,
+    stop_timeout: float | None,
+    steps: bool,
+    log_level: str,
+    as_json: bool,
+) -> None:
+    """Run a worker: a host running the workflows of --app until Ctrl-C or SIGTERM.
+
+    --app module:attr names your workflows: a Workflow instance or class, a list of
+    them, a function returning them, or a function register(host) (sync or async)
+    that registers what it wants. Stopping waits for running steps, then exits 0.
+    """
+    spec = _need_app(app, "worker")
+    store = _url(url)
+    fields: dict[str, Any] = {}
+    if concurrency is not None:
+        fields["max_concurrent_workflows"] = concurrency
+    if poll_interval is not None:
+        fields["poll_interval"] = poll_interval
+    if stop_timeout is not None:
+        fields["stop_timeout"] = stop_timeout
+    _setup_logging(log_level)
+    log = _WorkerLog(as_json, steps)
+    _run(_worker(store, spec, lock_url, queue_url, HostOptions(**fields), log))
+
+
+def _setup_logging(level: str) -> None:
+    logger = logging.getLogger("wfe")
+    logger.setLevel(level.upper())
+    if not any(isinstance(h, RichHandler) for h in logger.handlers):
+        handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
+class _WorkerLog:
+    """Prints what a worker does: lifecycle events, start and stop."""
+
+    _WORDS = {
+        LifecycleEventType.WORKFLOW_STARTED: ("started", "cyan"),
+        LifecycleEventType.WORKFLOW_RESUMED: ("resumed", "cyan"),
+        LifecycleEventType.WORKFLOW_SUSPENDED: ("suspended", "yellow"),
+        LifecycleEventType.WORKFLOW_COMPLETED: ("completed", "green"),
+        LifecycleEventType.WORKFLOW_TERMINATED: ("terminated", "red"),
+        LifecycleEventType.WORKFLOW_ERROR: ("step failed", "red"),
+        LifecycleEventType.STEP_STARTED: ("step started", "dim"),
+        LifecycleEventType.STEP_COMPLETED: ("step done", "dim"),
+    }
+
+    def __init__(self, as_json: bool, steps: bool) -> None:
+        self.as_json = as_json
+        self.steps = steps
+        self.console = Console(highlight=False, soft_wrap=True)
+
+    def info(self, kind: str, message: str, **details: Any) -> None:
+        if self.as_json:
+            doc = {"event": kind, "time": datetime.now(UTC).isoformat(), **details}
+            click.echo(json.dumps(doc, ensure_ascii=False))
+        else:
+            stamp = datetime.now().strftime("%H:%M:%S")
+            self.console.print(f"[dim]{stamp}[/dim] [bold]{message}[/bold]")
+
+    def handle(self, event: LifecycleEvent) -> None:
+        step_event = event.type in (
+            LifecycleEventType.STEP_STARTED,
+            LifecycleEventType.STEP_COMPLETED,
+        )
+        if step_event and not self.steps:
+            return
+        if self.as_json:
+            click.echo(
+                json.dumps(
+                    {
+                        "event": event.type.value,
+                        "time": event.event_time.isoformat(),
+                        "workflow_id": event.workflow_id,
+                        "definition": event.workflow_definition_id,
+                        "version": event.version,
+                        "reference": event.reference,
+                        "step_id": event.step_id,
+                        "step_name": event.step_name,
+                        "pointer_id": event.execution_pointer_id,
+                        "message": event.message,
+                    },
+                    ensure_ascii=False,
+                )
+            )
+            return
+        word, style = self._WORDS.get(event.type, (event.type.value, ""))
+        stamp = event.event_time.astimezone().strftime("%H:%M:%S")
+        what = f"{event.workflow_definition_id} v{event.version} {event.workflow_id}"
+        if event.reference:
+            what += f" ref={event.reference}"
+        if step_event or event.type is LifecycleEventType.WORKFLOW_ERROR:
+            what += f"  step {event.step_name or event.step_id}"
+        if event.message:
+            what += f": {event.message}"
+        indent = "  " if step_event else ""
+        self.console.print(
+            f"[dim]{stamp}[/dim] {indent}[{style or 'default'}]{word:<12}"
+            f"[/{style or 'default'}] {what}",
+            markup=True,
+        )
+
+
+async def _worker(
+    url: str,
+    spec: str,
+    lock_url: str | None,
+    queue_url: str | None,
+    options: HostOptions,
+    log: _WorkerLog,
+) -> None:
+    host = _open_host(url, lock_url=lock_url, queue_url=queue_url, options=options)
+    try:
+        definitions = await apply_app(host, spec)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await host.persistence.close()
+        raise
+    host.on_lifecycle_event(log.handle)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    signals = [signal.SIGINT, signal.SIGTERM]
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        received.append(sig.name)
+        if stop.is_set():
+            log.info("worker_forced", f"{sig.name} again: stopping now", signal=sig.name)
+            if main_task is not None:
+                main_task.cancel()
+            return
+        stop.set()
+
+    installed: list[signal.Signals] = []
+    for sig in signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, on_signal, sig)
+            installed.append(sig)
+    try:
+        try:
+            await host.start()
+        except WfeError as exc:
+            with contextlib.suppress(Exception):
+                await host.stop()
+                await host.persistence.close()
+            raise click.ClickException(
+                f"cannot start the worker on {redact_url(url)}: {exc}"
+            ) from exc
+        names = [f"{d.id} v{d.version}" for d in definitions]
+        log.info(
+            "worker_started",
+            f"worker started on {redact_url(url)} with {', '.join(names)} (Ctrl-C to stop)",
+            url=redact_url(url),
+            pid=os.getpid(),
+            workflows=[{"id": d.id, "version": d.version} for d in definitions],
+        )
+        try:
+            await stop.wait()
+        finally:
+            log.info(
+                "worker_stopping",
+                f"{received[0] if received else 'stop'}: stopping, waiting for running "
+                "steps (again to force)",
+                signal=received[0] if received else None,
+            )
+            await host.stop()
+        log.info("worker_stopped", "worker stopped")
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+@cli.command()
+@click.argument("definition")
+@click.option(
+    "--data",
+    default=None,
+    metavar="JSON",
+    help="The workflow's data as JSON (@file reads a file, - reads stdin), built "
+    "into the definition's data type.",
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Definition version (default: the newest registered).",
+)
+@click.option("--reference", default=None, help="Your own reference for the instance.")
+@_app_option()
+@_url_option
+@_json_option
+def start(
+    definition: str,
+    data: str | None,
+    version: int | None,
+    reference: str | None,
+    app: str | None,
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """Start a workflow instance of DEFINITION; print its id.
+
+    Needs --app (or WFE_APP) to know the definition and build its data type from --data.
+    The instance runs on whichever worker serves this store.
+    """
+    spec = _need_app(app, "start")
+    payload = _parse_json(data)
+    store = _url(url)
+
+    async def go() -> dict[str, Any]:
+        async with _client(store, spec) as host:
+            try:
+                found = host.registry.get(definition, version)
+            except WorkflowNotRegistered:
+                known = ", ".join(sorted(f"{d.id} v{d.version}" for d in host.registry.all()))
+                what = repr(definition) + (f" version {version}" if version else "")
+                raise click.BadParameter(
+                    f"workflow definition {what} is not registered by --app {spec} "
+                    f"(it registers: {known})",
+                    param_hint="DEFINITION",
+                ) from None
+            try:
+                value = coerce(payload, found.data_type) if data is not None else None
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--data") from exc
+            try:
+                wid = await host.start_workflow(
+                    found.id, value, version=found.version, reference=reference
+                )
+            except (TypeError, SerializationError) as exc:
+                raise click.BadParameter(str(exc), param_hint="--data") from exc
+            return {
+                "id": wid,
+                "definition": found.id,
+                "version": found.version,
+                "reference": reference,
+                "status": WorkflowStatus.RUNNABLE.value,
+            }
+
+    result = _run(go())
+    if as_json:
+        _emit_json(result)
+    else:
+        click.echo(f"started {result['definition']} v{result['version']}: {result['id']}")
+
+
+@cli.command()
+@click.argument("name")
+@click.argument("key")
+@click.option(
+    "--data",
+    default=None,
+    metavar="JSON",
+    help="The event's data as JSON (@file reads a file, - reads stdin).",
+)
+@click.option(
+    "--effective-date",
+    default=None,
+    metavar="ISO",
+    help="The event's time (ISO 8601; without an offset it is UTC). Subscriptions "
+    "made at or before it receive it; a future time holds it back.",
+)
+@_url_option
+@_json_option
+def publish(
+    name: str,
+    key: str,
+    data: str | None,
+    effective_date: str | None,
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """Publish event NAME with KEY: workflows waiting for it resume."""
+    payload = _parse_json(data)
+    when = _parse_when(effective_date, "--effective-date") if effective_date else None
+    if not name:
+        raise click.BadParameter("the event name must not be empty", param_hint="NAME")
+    store = _url(url)
+
+    async def go() -> str:
+        async with _client(store) as host:
+            return await host.publish_event(name, key, payload, when)
+
+    event_id = _run(go())
+    if as_json:
+        _emit_json(
+            {
+                "id": event_id,
+                "name": name,
+                "key": key,
+                "effective_date": _iso(when),
+                "data": payload,
+            }
+        )
+    else:
+        click.echo(f"published {name} {key!r}: {event_id}")
+
+
+@cli.command()
+@click.argument("workflow_id", metavar="ID")
+@_app_option("Register your workflows' data types (module:attr, or WFE_APP) to read their data.")
+@_url_option
+@_json_option
+def show(workflow_id: str, app: str | None, url: str | None, as_json: bool) -> None:
+    """Show a workflow instance: status, times, data, pointers and errors."""
+    store = _url(url)
+
+    async def go() -> tuple[WorkflowInstance, list[ExecutionError]]:
+        async with _client(store, app) as host:
+            try:
+                inst = await host.get_workflow_instance(workflow_id)
+            except SerializationError as exc:
+                raise _read_error(exc, app) from exc
+            return inst, await host.get_errors(workflow_id)
+
+    inst, errors = _run(go())
+    if as_json:
+        doc = _summary_json(inst)
+        doc["data"] = jsonable(inst.data)
+        doc["pointers"] = [_pointer_json(p) for p in inst.execution_pointers]
+        doc["errors"] = [_error_json(e) for e in errors]
+        _emit_json(doc)
+        return
+    _print_instance(inst, errors)
+
+
+def _print_instance(inst: WorkflowInstance, errors: list[ExecutionError]) -> None:
+    console = _console()
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("workflow", inst.id)
+    head.add_row("definition", f"{inst.workflow_definition_id} v{inst.version}")
+    head.add_row("status", _styled(inst.status.value))
+    if inst.reference:
+        head.add_row("reference", inst.reference)
+    if inst.description:
+        head.add_row("description", inst.description)
+    head.add_row("created", _when(inst.create_time))
+    head.add_row("completed", _when(inst.complete_time))
+    if inst.status is WorkflowStatus.RUNNABLE:
+        head.add_row("next run", _when(inst.next_execution))
+    head.add_row("revision", str(inst.revision))
+    head.add_row("data", json.dumps(jsonable(inst.data), ensure_ascii=False))
+    console.print(head)
+    pointers = Table(title="execution pointers", title_justify="left")
+    for column in ("#", "step", "status", "started", "ended", "waiting for", "retries", "outcome"):
+        pointers.add_column(column, justify="right" if column in ("#", "retries") else "left")
+    for i, p in enumerate(inst.execution_pointers, 1):
+        waiting = ""
+        if p.event_name is not None:
+            waiting = f"{p.event_name} {p.event_key!r}" + (
+                " (received)" if p.event_published else ""
+            )
+        elif p.sleep_until is not None:
+            waiting = f"until {_when(p.sleep_until)}"
+        pointers.add_row(
+            str(i),
+            p.step_name or str(p.step_id),
+            _styled(p.status.value),
+            _when(p.start_time),
+            _when(p.end_time),
+            waiting,
+            str(p.retry_count),
+            "" if p.outcome is None else repr(p.outcome),
+        )
+    console.print(pointers)
+    if not errors:
+        console.print("errors: none")
+        return
+    table = Table(title="errors", title_justify="left")
+    table.add_column("time")
+    table.add_column("step")
+    table.add_column("type")
+    table.add_column("message")
+    names = {p.id: p.step_name or str(p.step_id) for p in inst.execution_pointers}
+    for e in errors:
+        step = names.get(e.execution_pointer_id or "", e.execution_pointer_id or "-")
+        table.add_row(_when(e.error_time), step, e.error_type or "-", e.message)
+    console.print(table)
+
+
+_STATUSES = [s.value for s in WorkflowStatus]
+
+
+@cli.command("list")
+@click.option(
+    "--status",
+    type=click.Choice(_STATUSES, case_sensitive=False),
+    default=None,
+    help="Only instances in this status.",
+)
+@click.option("--definition", default=None, help="Only instances of this definition id.")
+@click.option("--reference", default=None, help="Only instances with this reference.")
+@click.option(
+    "--skip",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Skip this many (oldest first).",
+)
+@click.option(
+    "--take",
+    type=click.IntRange(min=1, max=10_000),
+    default=20,
+    show_default=True,
+    help="Show at most this many.",
+)
+@_app_option("Register your workflows' data types (module:attr, or WFE_APP) to read their data.")
+@_url_option
+@_json_option
+def list_(
+    status: str | None,
+    definition: str | None,
+    reference: str | None,
+    skip: int,
+    take: int,
+    app: str | None,
+    url: str | None,
+    as_json: bool,
+) -> None:
+    """List workflow instances, oldest first, a page at a time."""
+    store = _url(url)
+
+    async def go() -> list[WorkflowInstance]:
+        async with _client(store, app) as host:
+            try:
+                return await host.persistence.query_workflows(
+                    status=WorkflowStatus(status.lower()) if status else None,
+                    definition_id=definition,
+                    reference=reference,
+                    skip=skip,
+                    take=take + 1,
+                )
+            except SerializationError as exc:
+                raise _read_error(exc, app) from exc
+
+    found = _run(go())
+    more = len(found) > take
+    page = found[:take]
+    if as_json:
+        _emit_json(
+            {
+                "workflows": [_summary_json(i) for i in page],
+                "skip": skip,
+                "take": take,
+                "count": len(page),
+                "more": more,
+            }
+        )
+        return
+    console = _console()
+    if not page:
+        console.print("no workflows" + (" on this page" if skip else "") + " match")
+        return
+    table = Table()
+    table.add_column("id", no_wrap=True)
+    table.add_column("definition")
+    table.add_column("status")
+    table.add_column("reference")
+    table.add_column("created")
+    table.add_column("completed")
+    for inst in page:
+        table.add_row(
+            inst.id,
+            f"{inst.workflow_definition_id} v{inst.version}",
+            _styled(inst.status.value),
+            inst.reference or "",
+            _when(inst.create_time),
+            _when(inst.complete_time),
+        )
+    console.print(table)
+    line = f"{skip + 1}-{skip + len(page)} shown"
+    if more:
+        line += f"; more: wfe list --skip {skip + take} --take {take}"
+    console.print(line)
+
+
+def _control_command(action: str, done: str, allowed: str) -> click.Command:
+    @click.command(action, help=f"{action.capitalize()} a workflow instance ({allowed}).")
+    @click.argument("workflow_id", metavar="ID")
+    @_url_option
+    @_json_option
+    def command(workflow_id: str, url: str | None, as_json: bool) -> None:
+        store = _url(url)
+
+        async def go() -> tuple[bool, WorkflowInstance]:
+            async with _client(store) as host:
+                with contextlib.suppress(SerializationError):
+                    await host.get_workflow_instance(workflow_id)  # WorkflowNotFound
+                changed = await getattr(host, f"{action}_workflow")(workflow_id)
+                try:
+                    after = await host.get_workflow_instance(workflow_id)
+                except SerializationError:
+                    after = WorkflowInstance("?", id=workflow_id)
+                return changed, after
+
+        changed, after = _run(go())
+        status = after.status.value if after.workflow_definition_id != "?" else None
+        if as_json:
+            _emit_json({"id": workflow_id, "action": action, "changed": changed, "status": status})
+        if not changed:
+            raise click.ClickException(
+                f"workflow {workflow_id} was not {done}: it is {status} ({allowed})"
+            )
+        if not as_json:
+            click.echo(f"workflow {workflow_id} {done} (status: {status})")
+
+    return command
+
+
+cli.add_command(_control_command("suspend", "suspended", "only a runnable one can be suspended"))
+cli.add_command(_control_command("resume", "resumed", "only a suspended one can be resumed"))
+cli.add_command(
+    _control_command("terminate", "terminated", "only an unfinished one can be terminated")
+)
+
+
+@cli.command()
+@click.option(
+    "--status",
+    type=click.Choice(["complete", "terminated"], case_sensitive=False),
+    required=True,
+    help="Purge instances that ended in this status.",
+)
+@click.option(
+    "--older-than",
+    "older_than",
+    required=True,
+    metavar="DURATION",
+    callback=_duration_param,
+    help="Only those that ended longer ago than this, e.g. 7d, 12h, 30m, 1h30m.",
+)
+@_url_option
+@_json_option
+def purge(status: str, older_than: timedelta, url: str | None, as_json: bool) -> None:
+    """Delete finished instances (with their pointers, subscriptions and errors)."""
+    store = _url(url)
+    wanted = WorkflowStatus(status.lower())
+    cutoff = datetime.now(UTC) - older_than
+
+    async def go() -> int:
+        async with _client(store) as host:
+            if Capability.PURGE not in host.persistence.capabilities:
+                raise click.ClickException(
+                    f"the store at {redact_url(store)} ({type(host.persistence).__name__}) "
+                    "does not support purging (it does not declare the PURGE capability)"
+                )
+            return await host.persistence.purge_workflows(wanted, cutoff)
+
+    count = _run(go())
+    if as_json:
+        _emit_json({"purged": count, "status": wanted.value, "older_than": _iso(cutoff)})
+    else:
+        click.echo(
+            f"purged {count} {wanted.value} workflow{'s' if count != 1 else ''} that "
+            f"ended before {_when(cutoff)}"
+        )
+
+
+@cli.command()
+@_url_option
+@click.option(
+    "--orders",
+    type=click.IntRange(3, 50),
+    default=5,
+    show_default=True,
+    help="How many orders to place (the last one is never paid).",
+)
+@click.option(
+    "--payment-window",
+    type=click.FloatRange(0.5, 60),
+    default=4.0,
+    show_default=True,
+    help="Seconds an order waits for its payment.",
+)
+@_json_option
+def demo(url: str | None, orders: int, payment_window: float, as_json: bool) -> None:
+    """Run the event-driven order example end to end, with a worker restart.
+
+    Orders wait for a payment event with a timeout; most are paid (some while no worker
+    runs), one times out and is cancelled, and a second worker picks up where the
+    first stopped. Uses the store of --url (default sqlite:///wfe.db).
+    """
+    from wfe_core.demo import run_demo, summary_table
+
+    store = _url(url)
+    try:
+        url_scheme(store)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--url") from exc
+    console = Console(stderr=as_json, highlight=False)
+    started = time.monotonic()
+
+    async def go() -> Any:
+        try:
+            return await run_demo(
+                store, orders=orders, payment_window=payment_window, console=console
+            )
+        except TimeoutError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+    results = _run(go())
+    elapsed = time.monotonic() - started
+    if as_json:
+        _emit_json(
+            {
+                "url": redact_url(store),
+                "seconds": round(elapsed, 2),
+                "orders": [o.to_json() for o in results],
+            }
+        )
+        return
+    console.print(summary_table(results))
+    console.print(
+        f"done in {elapsed:.1f}s — look around: wfe list --url {redact_url(store)}, "
+        "then wfe show <id>"
+    )
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The ``wfe`` entry point."""
+    cli.main(args=argv, prog_name="wfe")
+    raise SystemExit(0)  # pragma: no cover - cli.main always exits
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
