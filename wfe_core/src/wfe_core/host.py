@@ -746,6 +746,9 @@ class WorkflowHost:
     async def _process_event(self, event_id: str) -> None:
         lock_name = f"wfe:event:{event_id}"
         if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+            # someone else is delivering it; look again soon in case they finished
+            # just before a new subscription asked for it again
+            self._wake_at(QueueType.EVENT, event_id, utcnow() + timedelta(milliseconds=50))
             return
         complete = True
         try:
@@ -755,30 +758,45 @@ class WorkflowHost:
                 return
             if event.is_processed:
                 return
-            now = utcnow()
-            if event.event_time > now:
+            if event.event_time > utcnow():
                 self._wake_at(QueueType.EVENT, event_id, event.event_time)
                 return
-            if event.event_name == ACTIVITY_EVENT and isinstance(event.event_data, ActivityResult):
-                try:
-                    subs = [
-                        await self.persistence.get_subscription(event.event_data.subscription_id)
-                    ]
-                except SubscriptionNotFound:
-                    subs = []
-            else:
-                subs = await self.persistence.get_subscriptions(
-                    event.event_name, event.event_key, event.event_time
-                )
-            for sub in subs:
-                if not await self._deliver(event, sub):
-                    complete = False
-            if complete:
-                await self.persistence.mark_event_processed(event_id)
+            complete = await self._deliver_event(event)
         finally:
             await self.lock_provider.release_lock(lock_name)
         if not complete:
             self._wake_at(QueueType.EVENT, event_id, utcnow() + timedelta(milliseconds=50))
+
+    async def _targets(self, event: Event) -> list[EventSubscription]:
+        if event.event_name == ACTIVITY_EVENT and isinstance(event.event_data, ActivityResult):
+            try:
+                return [await self.persistence.get_subscription(event.event_data.subscription_id)]
+            except SubscriptionNotFound:
+                return []
+        return await self.persistence.get_subscriptions(
+            event.event_name, event.event_key, event.event_time
+        )
+
+    async def _deliver_event(self, event: Event) -> bool:
+        """Deliver to every eligible subscription; True when the event is done.
+
+        The event is marked processed *before* a last look for subscriptions saved
+        meanwhile: a subscription saved after that look runs its own catch-up, which
+        marks the event unprocessed again after this mark, so no subscriber is missed.
+        """
+        attempted: set[str] = set()
+        while True:
+            fresh = [s for s in await self._targets(event) if s.id not in attempted]
+            for sub in fresh:
+                attempted.add(sub.id)
+                if not await self._deliver(event, sub):
+                    return False
+            await self.persistence.mark_event_processed(event.id)
+            if event.event_name == ACTIVITY_EVENT:
+                return True
+            if not [s for s in await self._targets(event) if s.id not in attempted]:
+                return True
+            await self.persistence.mark_event_unprocessed(event.id)
 
     async def _deliver(self, event: Event, sub: EventSubscription) -> bool:
         """Hand ``event`` to ``sub``'s pointer; False when it must be tried again later."""
