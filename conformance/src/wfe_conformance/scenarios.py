@@ -101,6 +101,7 @@ from wfe_core import (
     WfeError,
     WorkflowHost,
     WorkflowInstance,
+    WorkflowNotFound,
     WorkflowNotRegistered,
     WorkflowStatus,
 )
@@ -265,6 +266,22 @@ class HostScenarioTests(SuiteBase):
         with pytest.raises(TypeError):
             await host.start_workflow(DataIOWorkflow.id, DecimalData())
         assert await provider.query_workflows(definition_id=DataIOWorkflow.id) == []
+
+    async def test_control_calls_report_state_and_unknown_ids(
+        self, host_factory: HostFactory
+    ) -> None:
+        """suspend/resume/terminate return False when the status does not allow them and
+        raise WorkflowNotFound for an unknown id."""
+        rec = Recorder()
+        host = await host_factory(BasicWorkflow(rec))
+        inst = await host.run_workflow(BasicWorkflow.id, Data(), timeout=self.timeout)
+        assert inst.status == WorkflowStatus.COMPLETE
+        assert await host.suspend_workflow(inst.id) is False
+        assert await host.resume_workflow(inst.id) is False
+        assert await host.terminate_workflow(inst.id) is False
+        for call in (host.suspend_workflow, host.resume_workflow, host.terminate_workflow):
+            with pytest.raises(WorkflowNotFound):
+                await call(f"no-such-workflow-{uid()}")
 
     async def test_register_same_definition_twice_raises(self, host_factory: HostFactory) -> None:
         """Registering the same id and version twice raises DefinitionError."""

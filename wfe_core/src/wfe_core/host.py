@@ -295,8 +295,11 @@ class WorkflowHost:
         ]
 
     async def stop(self) -> None:
-        """Stop taking work, wait (bounded) for running steps, release everything."""
+        """Stop taking work, wait (bounded) for running steps, release everything
+        (a host made by :meth:`from_url` also closes its store, started or not)."""
         if not self._running:
+            if self._owns_persistence:
+                await self.persistence.close()
             return
         self._running = False
         self._stopping.set()
@@ -468,16 +471,19 @@ class WorkflowHost:
         return event.id
 
     async def suspend_workflow(self, workflow_id: str) -> bool:
-        """Suspend a RUNNABLE instance; True when it was suspended."""
+        """Suspend a RUNNABLE instance; True when it was suspended, False when
+        its status does not allow it; WorkflowNotFound for an unknown id."""
         return await self._control(workflow_id, "suspend")
 
     async def resume_workflow(self, workflow_id: str) -> bool:
-        """Resume a SUSPENDED instance; True when it was resumed."""
+        """Resume a SUSPENDED instance; True when it was resumed, False when
+        its status does not allow it; WorkflowNotFound for an unknown id."""
         return await self._control(workflow_id, "resume")
 
     async def terminate_workflow(self, workflow_id: str) -> bool:
         """Terminate an unfinished instance (a running step sees ``context.cancelled``);
-        True when it was terminated."""
+        True when it was terminated, False when it had already ended; WorkflowNotFound
+        for an unknown id."""
         return await self._control(workflow_id, "terminate")
 
     # ------------------------------------------------------------------ activities
@@ -888,10 +894,7 @@ class WorkflowHost:
         return False
 
     async def _apply_control(self, workflow_id: str, action: str) -> bool:
-        try:
-            instance = await self.persistence.get_workflow_instance(workflow_id)
-        except WorkflowNotFound:
-            return False
+        instance = await self.persistence.get_workflow_instance(workflow_id)
         now = utcnow()
         status = instance.status
         if action == "suspend":
