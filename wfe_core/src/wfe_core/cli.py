@@ -25,8 +25,13 @@ dotted path inside the module) must be one of:
   ``async``).
 
 ``wfe worker`` runs a host with these registered; ``wfe start`` needs them to build
-the workflow's data of the right type from ``--data``; ``wfe show`` and ``wfe list``
-use them (optionally) to read data of your own types.
+the workflow's data of the right type from ``--data``; ``wfe show``, ``wfe list`` and
+``wfe suspend|resume|terminate`` use them (optionally) to read data of your own types
+(the demo's types are always known).
+
+Commands other than ``worker`` and ``demo`` use the store as a client
+(:func:`client_session`): nothing runs in the ``wfe`` process itself, the worker that
+serves the store picks the work up.
 """
 
 from __future__ import annotations
@@ -84,7 +89,17 @@ from wfe_core.models import (
 )
 from wfe_core.registry import redact_url, url_scheme
 
-__all__ = ["DEFAULT_URL", "cli", "load_app", "main", "parse_duration"]
+__all__ = [
+    "DEFAULT_URL",
+    "apply_app",
+    "cli",
+    "client_session",
+    "coerce",
+    "jsonable",
+    "load_app",
+    "main",
+    "parse_duration",
+]
 
 DEFAULT_URL = "sqlite:///wfe.db"
 """The store used when neither ``--url`` nor ``WFE_URL`` is given."""
@@ -145,9 +160,14 @@ def _open_host(
     try:
         return WorkflowHost.from_url(url, lock_url=lock_url, queue_url=queue_url, options=options)
     except (ProviderNotFound, ValueError, TypeError) as exc:
-        hint = "--url"
-        for name, value in (("--lock-url", lock_url), ("--queue-url", queue_url)):
-            if value is not None and redact_url(value) in str(exc):
+        hint, message = "--url", str(exc)
+        for name, role, value in (
+            ("--lock-url", "lock", lock_url),
+            ("--queue-url", "queue", queue_url),
+        ):
+            if value is not None and (
+                redact_url(value) in message or f"provides no {role} provider" in message
+            ):
                 hint = name
         raise click.BadParameter(str(exc), param_hint=hint) from exc
     except WfeError as exc:
@@ -155,18 +175,13 @@ def _open_host(
 
 
 @asynccontextmanager
-async def _client(url: str, app: str | None = None) -> AsyncIterator[WorkflowHost]:
-    """A host that is never started: the store ready, the lock / queue / lifecycle
-    providers running, no consumers or poller (so nothing runs in this process)."""
-    host = _open_host(url)
+async def client_session(host: WorkflowHost) -> AsyncIterator[WorkflowHost]:
+    """Use a host as a client without starting it: the store is made ready and the lock,
+    queue and lifecycle providers run, but no consumer or poller does, so nothing
+    executes in this process. Everything is stopped and closed on exit."""
     started: list[Callable[[], Awaitable[None]]] = []
     try:
-        if app is not None:
-            await apply_app(host, app)
-        try:
-            await host.persistence.ensure_store_exists()
-        except WfeError as exc:
-            raise click.ClickException(f"cannot open the store {redact_url(url)}: {exc}") from exc
+        await host.persistence.ensure_store_exists()
         for part in (host.lock_provider, host.queue_provider, host.lifecycle):
             await part.start()
             started.append(part.stop)
@@ -177,6 +192,29 @@ async def _client(url: str, app: str | None = None) -> AsyncIterator[WorkflowHos
                 await stop()
         with contextlib.suppress(Exception):
             await host.persistence.close()
+
+
+@asynccontextmanager
+async def _client(url: str, app: str | None = None) -> AsyncIterator[WorkflowHost]:
+    """A client host on ``url`` with ``app`` registered (see :func:`client_session`)."""
+    host = _open_host(url)
+    try:
+        from wfe_core.demo import OrderData, Payment
+
+        host.register_type(OrderData, Payment)  # so `wfe show` reads the demo's orders
+        if app is not None:
+            await apply_app(host, app)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await host.persistence.close()
+        raise
+    try:
+        async with client_session(host):
+            yield host
+    except WfeError as exc:
+        if isinstance(exc, WorkflowNotFound | SerializationError | ProviderNotFound):
+            raise
+        raise click.ClickException(f"{redact_url(url)}: {exc} ({type(exc).__name__})") from exc
 
 
 def _need_app(app: str | None, command: str) -> str:
@@ -335,7 +373,7 @@ def load_app(target: Any, spec: str = "--app") -> Callable[[WorkflowHost], Await
 # Input parsing: JSON data, durations, dates
 # --------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s|ms)", re.IGNORECASE)
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|w|d|h|m|s)")
 _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -344,7 +382,7 @@ def parse_duration(text: str) -> timedelta:
 
     Raises ``ValueError`` with the accepted forms for anything else.
     """
-    s = text.strip().lower()
+    s = re.sub(r"\s+", "", text).lower()
     pos, total = 0, 0.0
     for match in _DURATION.finditer(s):
         if match.start() != pos:
@@ -692,13 +730,24 @@ def _emit_json(document: Any) -> None:
 
 
 def _console() -> Console:
-    return Console(highlight=False, soft_wrap=False)
+    """A console for tables; when stdout is not a terminal (a pipe, a file) tables get
+    room for full ids instead of rich's default 80 columns."""
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(highlight=False, soft_wrap=False, width=160)
+    return console
 
 
 def _when(value: datetime | None) -> str:
     if value is None:
         return "-"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") + "Z"
+
+
+def _clock(value: datetime | None) -> str:
+    if value is None:
+        return "-"
+    return value.astimezone(UTC).strftime("%H:%M:%S")
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -798,7 +847,7 @@ def _app_option(help_text: str = _APP_HELP) -> Callable[[Callable[..., Any]], Ca
     )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="wfe", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--url",
     envvar="WFE_URL",
@@ -1022,6 +1071,11 @@ async def _worker(
                 f"cannot start the worker on {redact_url(url)}: {exc}"
             ) from exc
         names = [f"{d.id} v{d.version}" for d in definitions]
+        if url_scheme(url) == "memory" and not log.as_json:
+            log.console.print(
+                "[yellow]note: a memory:// store lives in this process only; other wfe "
+                "commands cannot reach it[/yellow]"
+            )
         log.info(
             "worker_started",
             f"worker started on {redact_url(url)} with {', '.join(names)} (Ctrl-C to stop)",
@@ -1219,27 +1273,35 @@ def _print_instance(inst: WorkflowInstance, errors: list[ExecutionError]) -> Non
     head.add_row("revision", str(inst.revision))
     head.add_row("data", json.dumps(jsonable(inst.data), ensure_ascii=False))
     console.print(head)
-    pointers = Table(title="execution pointers", title_justify="left")
-    for column in ("#", "step", "status", "started", "ended", "waiting for", "retries", "outcome"):
-        pointers.add_column(column, justify="right" if column in ("#", "retries") else "left")
+    pointers = Table(title="execution pointers (times UTC)", title_justify="left")
+    with_outcome = any(p.outcome is not None for p in inst.execution_pointers)
+    columns = ["#", "step", "status", "started", "ended", "waiting for", "tries"]
+    for column in [*columns, "outcome"] if with_outcome else columns:
+        pointers.add_column(
+            column,
+            justify="right" if column in ("#", "tries") else "left",
+            no_wrap=column in ("#", "step", "status", "started", "ended"),
+        )
     for i, p in enumerate(inst.execution_pointers, 1):
         waiting = ""
         if p.event_name is not None:
             waiting = f"{p.event_name} {p.event_key!r}" + (
                 " (received)" if p.event_published else ""
             )
-        elif p.sleep_until is not None:
-            waiting = f"until {_when(p.sleep_until)}"
-        pointers.add_row(
+        if p.sleep_until is not None and p.end_time is None:
+            waiting += (" or " if waiting else "") + f"until {_clock(p.sleep_until)}"
+        row = [
             str(i),
             p.step_name or str(p.step_id),
             _styled(p.status.value),
-            _when(p.start_time),
-            _when(p.end_time),
+            _clock(p.start_time),
+            _clock(p.end_time),
             waiting,
             str(p.retry_count),
-            "" if p.outcome is None else repr(p.outcome),
-        )
+        ]
+        if with_outcome:
+            row.append("" if p.outcome is None else repr(p.outcome))
+        pointers.add_row(*row)
     console.print(pointers)
     if not errors:
         console.print("errors: none")
@@ -1331,8 +1393,8 @@ def list_(
         return
     table = Table()
     table.add_column("id", no_wrap=True)
-    table.add_column("definition")
-    table.add_column("status")
+    table.add_column("definition", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     table.add_column("reference")
     table.add_column("created")
     table.add_column("completed")
@@ -1355,24 +1417,25 @@ def list_(
 def _control_command(action: str, done: str, allowed: str) -> click.Command:
     @click.command(action, help=f"{action.capitalize()} a workflow instance ({allowed}).")
     @click.argument("workflow_id", metavar="ID")
+    @_app_option(
+        "Register your workflows' data types (module:attr, or WFE_APP) to rewrite the instance."
+    )
     @_url_option
     @_json_option
-    def command(workflow_id: str, url: str | None, as_json: bool) -> None:
+    def command(workflow_id: str, app: str | None, url: str | None, as_json: bool) -> None:
         store = _url(url)
 
         async def go() -> tuple[bool, WorkflowInstance]:
-            async with _client(store) as host:
-                with contextlib.suppress(SerializationError):
-                    await host.get_workflow_instance(workflow_id)  # WorkflowNotFound
-                changed = await getattr(host, f"{action}_workflow")(workflow_id)
+            async with _client(store, app) as host:
                 try:
-                    after = await host.get_workflow_instance(workflow_id)
-                except SerializationError:
-                    after = WorkflowInstance("?", id=workflow_id)
-                return changed, after
+                    await host.get_workflow_instance(workflow_id)  # WorkflowNotFound
+                    changed = await getattr(host, f"{action}_workflow")(workflow_id)
+                    return changed, await host.get_workflow_instance(workflow_id)
+                except SerializationError as exc:
+                    raise _read_error(exc, app) from exc
 
         changed, after = _run(go())
-        status = after.status.value if after.workflow_definition_id != "?" else None
+        status = after.status.value
         if as_json:
             _emit_json({"id": workflow_id, "action": action, "changed": changed, "status": status})
         if not changed:
@@ -1488,10 +1551,11 @@ def demo(url: str | None, orders: int, payment_window: float, as_json: bool) -> 
         )
         return
     console.print(summary_table(results))
-    console.print(
-        f"done in {elapsed:.1f}s — look around: wfe list --url {redact_url(store)}, "
-        "then wfe show <id>"
-    )
+    if url_scheme(store) == "memory":
+        console.print(f"done in {elapsed:.1f}s (memory:// keeps nothing once the demo ends)")
+    else:
+        where = "" if store == DEFAULT_URL else f" --url {redact_url(store)}"
+        console.print(f"done in {elapsed:.1f}s; look around: wfe list{where}, then wfe show <id>")
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -147,6 +147,7 @@ class OrderWorkflow(Workflow[OrderData]):
             .decide(payment_outcome)
             .branch("ship", lambda b: b.start_with(ship_order).name("ship"))
             .branch("cancel", lambda b: b.start_with(cancel_order).name("cancel"))
+            .name("paid?")
         )
 
 
@@ -223,13 +224,12 @@ class _Stores:
     @asynccontextmanager
     async def client(self) -> AsyncIterator[WorkflowHost]:
         """A host that is never started: it reads the store and publishes events."""
+        from wfe_core.cli import client_session
+
         host = self.shared or WorkflowHost.from_url(self.url)
         host.register_type(OrderData, Payment)
-        await host.persistence.ensure_store_exists()
-        try:
+        async with client_session(host):
             yield host
-        finally:
-            await host.persistence.close()
 
 
 def _stage(instance: WorkflowInstance | None, now: datetime) -> str:
