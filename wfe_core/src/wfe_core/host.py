@@ -198,6 +198,11 @@ class WorkflowHost:
         from wfe_core.registry import open_store
 
         store = open_store(url, **provider_options)
+        if store.persistence is None:
+            raise ValueError(
+                f"{url.split(':', 1)[0]}:// provides no persistence; use it as lock_url or "
+                "queue_url next to a store URL"
+            )
         lock, queue, lifecycle = store.lock_provider, store.queue_provider, store.lifecycle
         for role, other_url in (("lock", lock_url), ("queue", queue_url)):
             if other_url is None:

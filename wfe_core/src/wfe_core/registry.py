@@ -52,7 +52,8 @@ class StoreComponents:
     them, its own lock provider, queue provider and lifecycle publisher (None means
     "use the in-process default")."""
 
-    persistence: PersistenceProvider
+    persistence: PersistenceProvider | None
+    """None for a service that brings only coordination (e.g. ``redis://``)."""
     lock_provider: DistributedLockProvider | None = None
     queue_provider: QueueProvider | None = None
     lifecycle: LifecyclePublisher | None = None

@@ -1,0 +1,1 @@
+"""Redis lock, queue and lifecycle publisher for wfe."""
