@@ -253,10 +253,10 @@ class _Pass:
         inst = self.instance
         inst.next_execution = self._next_execution()
         subs, self.new_subs = self.new_subs, []
-        await self.ex.persistence.persist_workflow(inst, subs)
-        if self.errors:
+        if self.errors:  # before the instance, so a reader never sees the outcome first
             errors, self.errors = self.errors, []
             await self.ex.persistence.persist_errors(errors)
+        await self.ex.persistence.persist_workflow(inst, subs)
         if self.ended_waiters:
             ended, self.ended_waiters = self.ended_waiters, []
             await self.ex.persistence.terminate_subscriptions(inst.id, ended)

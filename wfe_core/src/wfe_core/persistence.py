@@ -64,7 +64,9 @@ class WorkflowRepository(Protocol):
         stored revision and ``instance.revision`` are both bumped by one, the
         subscriptions get ids (written back to the objects), and
         ``instance.mark_persisted()`` is called. Cost grows with the pointers that
-        changed, not with all pointers.
+        changed, not with all pointers. A call that is cancelled may or may not have
+        committed; reload the instance before writing it again (a stale revision then
+        raises ConcurrencyError, so nothing is overwritten).
         """
         ...
 

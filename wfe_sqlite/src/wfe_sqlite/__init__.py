@@ -1,1 +1,34 @@
-"""SQLite providers for wfe."""
+"""SQLite providers for wfe: persistence, lock and queue on one database file.
+
+Several worker processes on one machine can share the file with no other service::
+
+    from wfe_core import WorkflowHost
+
+    host = WorkflowHost.from_url("sqlite:///wfe.db")
+
+or build the pieces yourself::
+
+    from wfe_sqlite import SqlitePersistenceProvider
+
+    async with SqlitePersistenceProvider("wfe.db") as store:
+        ...
+"""
+
+from wfe_sqlite.driver import MEMORY, SqliteDriver, Synchronous
+from wfe_sqlite.provider import (
+    SqliteLockProvider,
+    SqlitePersistenceProvider,
+    SqliteQueueProvider,
+)
+from wfe_sqlite.url import parse_sqlite_url, provider_from_url
+
+__all__ = [
+    "MEMORY",
+    "SqliteDriver",
+    "SqliteLockProvider",
+    "SqlitePersistenceProvider",
+    "SqliteQueueProvider",
+    "Synchronous",
+    "parse_sqlite_url",
+    "provider_from_url",
+]

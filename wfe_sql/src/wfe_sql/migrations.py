@@ -1,0 +1,176 @@
+"""Versioned schema migrations, run by ``ensure_store_exists()``.
+
+A store records every version applied to it in ``wfe_schema_version``. :func:`migrate`
+runs inside :meth:`SqlDriver.migration` -- one transaction that excludes every other
+migration of the store, in this process or any other -- and then:
+
+- creates the current schema (:data:`~wfe_sql.schema.SCHEMA_VERSION`) in an empty store;
+- applies, in order, the :class:`Migration` steps between the store's version and the
+  current one;
+- does nothing (one read) when the store is current;
+- refuses, with :class:`SchemaVersionError` and without changing anything, a store
+  written by a newer wfe.
+
+So it is idempotent and safe when several processes start at once: the first one
+migrates, the others wait for its transaction and then find the store current.
+
+Adding a version: bump ``SCHEMA_VERSION``, change the tables in :mod:`wfe_sql.schema`
+(what a new store gets) and append a :class:`Migration` producing the same change for an
+existing store.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _dist_version
+from typing import TYPE_CHECKING
+
+from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy.schema import CreateIndex, CreateTable
+from wfe_core.errors import ProviderUnavailable
+
+from wfe_sql.schema import SCHEMA_VERSION, metadata, schema_version
+
+if TYPE_CHECKING:
+    from wfe_sql.driver import SqlDriver
+
+__all__ = [
+    "MIGRATIONS",
+    "Migration",
+    "SchemaVersionError",
+    "create_statements",
+    "migrate",
+    "stored_version",
+]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """The step from ``version - 1`` to ``version``: ``upgrade(driver)`` returns the SQL
+    statements (for that driver's dialect) to run, in order."""
+
+    version: int
+    description: str
+    upgrade: Callable[[SqlDriver], Sequence[str]]
+
+
+MIGRATIONS: tuple[Migration, ...] = ()
+"""The upgrade steps of existing stores, oldest first (none yet: version 1 is the first)."""
+
+
+class SchemaVersionError(ProviderUnavailable):
+    """The store's schema is newer than this code understands (upgrade wfe), or no
+    migration path leads from its version to the current one."""
+
+    def __init__(self, message: str, stored: int, supported: int) -> None:
+        super().__init__(message)
+        self.stored = stored
+        self.supported = supported
+
+
+def _wfe_sql_version() -> str:
+    try:
+        return _dist_version("wfe-sql")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def create_statements(driver: SqlDriver) -> list[str]:
+    """``CREATE TABLE`` / ``CREATE INDEX`` (``IF NOT EXISTS``) for the current schema."""
+    out: list[str] = []
+    for table in metadata.sorted_tables:
+        out.append(CreateTable(table, if_not_exists=True).compile(dialect=driver.dialect).string)
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            out.append(
+                CreateIndex(index, if_not_exists=True).compile(dialect=driver.dialect).string
+            )
+    return out
+
+
+def _version_table_ddl(driver: SqlDriver) -> str:
+    return CreateTable(schema_version, if_not_exists=True).compile(dialect=driver.dialect).string
+
+
+async def stored_version(driver: SqlDriver) -> int:
+    """The store's schema version (0 for a store wfe never wrote to)."""
+    async with driver.migration() as session:
+        await session.execute(_version_table_ddl(driver))
+        sql = driver.compile(select(func.max(schema_version.c.version))).sql
+        row = await session.fetchone(sql)
+    return int(row[0]) if row is not None and row[0] is not None else 0
+
+
+async def migrate(
+    driver: SqlDriver,
+    *,
+    target: int = SCHEMA_VERSION,
+    migrations: Sequence[Migration] = MIGRATIONS,
+    create: Callable[[SqlDriver], Sequence[str]] = create_statements,
+) -> int:
+    """Bring the store behind ``driver`` to schema version ``target``; return the version
+    it was at (0: it was empty). See the module docstring."""
+    version_sql = driver.compile(select(func.max(schema_version.c.version))).sql
+    record = driver.compile(
+        insert(schema_version).values(
+            version=bindparam("p_version"),
+            description=bindparam("p_description"),
+            applied_at=bindparam("p_applied_at"),
+        )
+    )
+    async with driver.migration() as session:
+        await session.execute(_version_table_ddl(driver))
+        row = await session.fetchone(version_sql)
+        current = int(row[0]) if row is not None and row[0] is not None else 0
+        if current > target:
+            raise SchemaVersionError(
+                f"the store {driver.name} has wfe schema version {current}, but this wfe "
+                f"(wfe-sql {_wfe_sql_version()}) only understands versions up to {target}. "
+                "It was written by a newer wfe: upgrade wfe (e.g. `pip install -U wfe-sql "
+                "wfe-sqlite`) to use it. Nothing was changed.",
+                current,
+                target,
+            )
+        if current == target:
+            return current
+        now = time.time_ns() // 1000
+        if current == 0:
+            for sql in create(driver):
+                await session.execute(sql)
+            await session.execute(
+                record.sql,
+                record.args(
+                    {
+                        "p_version": target,
+                        "p_description": f"created at version {target}",
+                        "p_applied_at": now,
+                    }
+                ),
+            )
+            return current
+        steps = {m.version: m for m in migrations}
+        for version in range(current + 1, target + 1):
+            step = steps.get(version)
+            if step is None:
+                raise SchemaVersionError(
+                    f"the store {driver.name} has wfe schema version {current} and no "
+                    f"migration leads to version {version}; this is a bug in wfe-sql "
+                    f"{_wfe_sql_version()}. Nothing was changed.",
+                    current,
+                    target,
+                )
+            for sql in step.upgrade(driver):
+                await session.execute(sql)
+            await session.execute(
+                record.sql,
+                record.args(
+                    {
+                        "p_version": version,
+                        "p_description": step.description,
+                        "p_applied_at": now,
+                    }
+                ),
+            )
+        return current

@@ -1,0 +1,216 @@
+"""A :class:`~wfe_core.queues.QueueProvider` on the store's ``wfe_queue`` table.
+
+Each queued id is a row; ``UNIQUE(queue, item)`` keeps an id that is already waiting from
+being queued twice. Taking the oldest id is one atomic statement (``DELETE ... WHERE seq =
+(oldest) RETURNING item``), so each id goes to exactly one consumer, in any process.
+
+``dequeue_work`` blocks up to its timeout. A consumer is woken at once by ids queued
+through any provider on the same store in the same process; ids queued by other
+processes are found by polling, with a back-off from 1 ms up to ``poll_interval``
+(default 20 ms), which bounds the extra latency they see. Polls are cheap reads; the
+write happens only when there is something to take. A dialect with a notification
+channel (PostgreSQL ``LISTEN/NOTIFY``) overrides :meth:`SqlQueueProvider._wait`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import weakref
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from wfe_core.models import QueueType
+
+from wfe_sql.driver import SqlDriver
+from wfe_sql.statements import QueueStatements
+
+if TYPE_CHECKING:
+    from wfe_core.queues import QueueProvider
+
+__all__ = ["SqlQueueProvider", "WorkSignal"]
+
+_MIN_POLL = 0.001
+
+
+class WorkSignal:
+    """Wakes the consumers waiting in this process for one store and queue."""
+
+    def __init__(self) -> None:
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    async def wait(self, timeout: float) -> None:
+        """Return after ``timeout`` seconds or as soon as :meth:`notify` is called."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._waiters.add(future)
+        timer = loop.call_later(max(timeout, 0.0), _set_done, future)
+        try:
+            await future
+        finally:
+            timer.cancel()
+            self._waiters.discard(future)
+
+    def notify(self) -> None:
+        """Wake every waiter."""
+        for future in list(self._waiters):
+            if future.done():
+                continue
+            loop = future.get_loop()
+            if loop.is_closed():
+                continue
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if loop is running:
+                future.set_result(None)
+            else:
+                loop.call_soon_threadsafe(_set_done, future)
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# One signal per store and queue while someone waits on it (weak: no waiter, no entry).
+_signals: weakref.WeakValueDictionary[tuple[str, str], WorkSignal] = weakref.WeakValueDictionary()
+
+
+def _signal(store: str, queue: str) -> WorkSignal:
+    key = (store, queue)
+    found = _signals.get(key)
+    if found is None:
+        found = WorkSignal()
+        _signals[key] = found
+    return found
+
+
+def _queue_name(queue: QueueType) -> str:
+    try:
+        return QueueType(queue).value
+    except ValueError:
+        raise ValueError(f"unknown queue {queue!r}; expected a QueueType") from None
+
+
+class SqlQueueProvider:
+    """FIFO queues of ids in the ``wfe_queue`` table (see the module docstring).
+
+    ``poll_interval`` is the longest pause between two looks at an empty queue while a
+    ``dequeue_work`` waits. While stopped, ``dequeue_work`` never waits, and :meth:`stop`
+    wakes the consumers waiting in this provider (they return None).
+    """
+
+    def __init__(self, driver: SqlDriver, *, poll_interval: float = 0.02) -> None:
+        if not poll_interval > 0:
+            raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
+        self.driver = driver
+        self.poll_interval = poll_interval
+        self._stmts: QueueStatements = driver.cached("wfe_sql.queues", QueueStatements)
+        self._attached = False
+        self._stopped = False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.driver.name}>"
+
+    @property
+    def stopped(self) -> bool:
+        """True between :meth:`stop` and the next :meth:`start`."""
+        return self._stopped
+
+    @property
+    def is_dequeue_blocking(self) -> bool:
+        """True: ``dequeue_work`` waits for work up to its timeout."""
+        return True
+
+    @asynccontextmanager
+    async def _use(self) -> AsyncIterator[QueueStatements]:
+        """The statements, with the store open: held from :meth:`start` to :meth:`stop`,
+        or just for this call when the provider is not started."""
+        if self._attached:
+            await self.driver.ensure_schema()
+            yield self._stmts
+            return
+        self.driver.attach(self)
+        try:
+            await self.driver.ensure_schema()
+            yield self._stmts
+        finally:
+            if not self._attached:
+                await self.driver.detach(self)
+
+    async def queue_work(self, id: str, queue: QueueType) -> None:
+        """Append ``id`` to ``queue`` unless it is already waiting there."""
+        name = _queue_name(queue)
+        async with self._use() as s:
+            args = s.enqueue.args({"p_queue": name, "p_item": id})
+            added = await self.driver.execute(s.enqueue.sql, args, durable=False)
+        if added:
+            _signal(self.driver.name, name).notify()
+
+    async def _take(self, name: str) -> str | None:
+        s = self._stmts
+        rows = await self.driver.execute_returning(
+            s.dequeue.sql, s.dequeue.args({"p_queue": name}), durable=False
+        )
+        return rows[0][0] if rows else None
+
+    async def _has_work(self, name: str) -> bool:
+        s = self._stmts
+        return await self.driver.fetchone(s.peek.sql, s.peek.args({"p_queue": name})) is not None
+
+    async def _wait(self, name: str, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds, less when work may have arrived (or on stop)."""
+        await _signal(self.driver.name, name).wait(timeout)
+
+    async def dequeue_work(self, queue: QueueType, timeout: float) -> str | None:
+        """Take the oldest id from ``queue``, waiting up to ``timeout`` seconds for one."""
+        name = _queue_name(queue)
+        async with self._use():
+            if await self._has_work(name):
+                item = await self._take(name)
+                if item is not None:
+                    return item
+            if timeout <= 0 or self._stopped:
+                return None
+            deadline = time.monotonic() + timeout
+            delay = _MIN_POLL
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                await self._wait(name, min(delay, left))
+                if self.stopped:
+                    return None
+                delay = min(delay * 2, self.poll_interval)
+                if await self._has_work(name):
+                    item = await self._take(name)
+                    if item is not None:
+                        return item
+
+    async def start(self) -> None:
+        """Open the store (creating the schema if needed), keep it open until
+        :meth:`stop`, and allow waiting; idempotent."""
+        self._stopped = False
+        if not self._attached:
+            self.driver.attach(self)
+            self._attached = True
+        await self.driver.ensure_schema()
+
+    async def stop(self) -> None:
+        """Wake this provider's waiting consumers (they return None) and let go of the
+        connections; idempotent."""
+        self._stopped = True
+        for queue in QueueType:  # waiters of other providers just look again
+            _signal(self.driver.name, queue.value).notify()
+        if self._attached:
+            self._attached = False
+            await self.driver.detach(self)
+
+
+if TYPE_CHECKING:
+
+    def _conforms(p: SqlQueueProvider) -> QueueProvider:
+        return p

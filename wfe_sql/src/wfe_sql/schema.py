@@ -1,0 +1,283 @@
+"""The wfe schema in SQLAlchemy Core, shared by every SQL dialect.
+
+Conventions:
+
+- Every table name starts with ``wfe_`` so the store can share a database with an
+  application's own tables.
+- Times are ``BIGINT`` microseconds since the Unix epoch, UTC (:mod:`wfe_sql.times`).
+- User values (workflow data, event data, the data fields of pointers, subscription data)
+  are the JSON text written by :meth:`wfe_core.serialization.Serializer.dumps`; SQL
+  ``NULL`` stands for ``None``.
+- Execution pointers are rows of their own, keyed by ``(workflow_id, id)``, with an
+  ``ordinal`` that keeps creation order, so a persist writes only the pointers that
+  changed.
+- Look-ups the host makes all the time (runnable workflows, runnable events,
+  subscriptions of an event) go through indexes whose size does not depend on how many
+  finished instances or processed events the store holds: partial indexes where the
+  dialect has them (SQLite, PostgreSQL).
+
+:data:`SCHEMA_VERSION` is the version this code writes; :mod:`wfe_sql.migrations` creates
+and upgrades stores to it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    not_,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLE_PREFIX",
+    "events",
+    "execution_errors",
+    "execution_pointers",
+    "locks",
+    "metadata",
+    "queue_items",
+    "scheduled_commands",
+    "schema_version",
+    "subscriptions",
+    "workflows",
+]
+
+SCHEMA_VERSION = 1
+"""The schema version this code creates and understands."""
+
+TABLE_PREFIX = "wfe_"
+"""The prefix of every table (and index) name."""
+
+metadata = MetaData()
+"""All wfe tables."""
+
+_Micros = BigInteger
+"""A time column: microseconds since the Unix epoch, UTC."""
+
+_Serial = BigInteger().with_variant(Integer(), "sqlite")
+"""An auto-incrementing surrogate key (``INTEGER PRIMARY KEY`` = rowid on SQLite)."""
+
+_ID = String(200)
+"""An id column (UUIDs unless the caller gives its own)."""
+
+_NAME = String(400)
+"""A name or key column used in look-ups (definition ids, event names and keys)."""
+
+
+def _partial(where: object) -> dict[str, Any]:
+    """Index keyword arguments making it partial on the dialects that support it."""
+    return {"sqlite_where": where, "postgresql_where": where}
+
+
+workflows = Table(
+    "wfe_workflows",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("workflow_definition_id", _NAME, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("description", Text),
+    Column("reference", _NAME),
+    Column("status", String(32), nullable=False),
+    Column("data", Text),
+    Column("next_execution", _Micros),
+    Column("create_time", _Micros, nullable=False),
+    Column("complete_time", _Micros),
+    Column("revision", Integer, nullable=False),
+)
+"""Workflow instance headers (one row per instance; pointers live in their own table)."""
+
+Index(
+    "wfe_ix_workflows_runnable",
+    workflows.c.next_execution,
+    workflows.c.id,
+    **_partial(and_(workflows.c.status == "runnable", workflows.c.next_execution.is_not(None))),
+)
+Index("wfe_ix_workflows_created", workflows.c.create_time, workflows.c.id)
+Index(
+    "wfe_ix_workflows_status_created",
+    workflows.c.status,
+    workflows.c.create_time,
+    workflows.c.id,
+)
+Index(
+    "wfe_ix_workflows_definition",
+    workflows.c.workflow_definition_id,
+    workflows.c.create_time,
+    workflows.c.id,
+)
+Index("wfe_ix_workflows_reference", workflows.c.reference, workflows.c.create_time)
+Index(
+    "wfe_ix_workflows_finished",
+    workflows.c.status,
+    workflows.c.complete_time,
+    **_partial(workflows.c.complete_time.is_not(None)),
+)
+
+execution_pointers = Table(
+    "wfe_execution_pointers",
+    metadata,
+    Column("workflow_id", _ID, primary_key=True),
+    Column("id", _ID, primary_key=True),
+    Column("ordinal", Integer, nullable=False),
+    Column("step_id", Integer, nullable=False),
+    Column("step_name", Text),
+    Column("active", Boolean(create_constraint=False), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("sleep_until", _Micros),
+    Column("persistence_data", Text),
+    Column("start_time", _Micros),
+    Column("end_time", _Micros),
+    Column("event_name", Text),
+    Column("event_key", Text),
+    Column("event_published", Boolean(create_constraint=False), nullable=False),
+    Column("event_data", Text),
+    Column("retry_count", Integer, nullable=False),
+    Column("children", Text),
+    Column("context_item", Text),
+    Column("predecessor_id", _ID),
+    Column("outcome", Text),
+    Column("scope", Text),
+    Column("extension_attributes", Text),
+)
+"""Execution pointers, one row each; ``ordinal`` is the creation order within an instance."""
+
+Index(
+    "wfe_ix_pointers_order",
+    execution_pointers.c.workflow_id,
+    execution_pointers.c.ordinal,
+    unique=True,
+)
+
+events = Table(
+    "wfe_events",
+    metadata,
+    Column("seq", _Serial, primary_key=True, autoincrement=True),
+    Column("id", _ID, nullable=False, unique=True),
+    Column("event_name", _NAME, nullable=False),
+    Column("event_key", _NAME, nullable=False),
+    Column("event_data", Text),
+    Column("event_time", _Micros, nullable=False),
+    Column("is_processed", Boolean(create_constraint=False), nullable=False),
+)
+"""Published events; ``seq`` orders events with equal times by insertion."""
+
+Index(
+    "wfe_ix_events_runnable",
+    events.c.event_time,
+    events.c.seq,
+    **_partial(not_(events.c.is_processed)),
+)
+Index(
+    "wfe_ix_events_topic",
+    events.c.event_name,
+    events.c.event_key,
+    events.c.event_time,
+    events.c.seq,
+)
+
+subscriptions = Table(
+    "wfe_subscriptions",
+    metadata,
+    Column("seq", _Serial, primary_key=True, autoincrement=True),
+    Column("id", _ID, nullable=False, unique=True),
+    Column("workflow_id", _ID, nullable=False),
+    Column("step_id", Integer, nullable=False),
+    Column("execution_pointer_id", _ID, nullable=False),
+    Column("event_name", _NAME, nullable=False),
+    Column("event_key", _NAME, nullable=False),
+    Column("subscribe_as_of", _Micros, nullable=False),
+    Column("subscription_data", Text),
+    Column("external_token", String(400)),
+    Column("external_worker_id", String(400)),
+    Column("external_token_expiry", _Micros),
+)
+"""Live event subscriptions (a terminated subscription is deleted)."""
+
+Index(
+    "wfe_ix_subscriptions_topic",
+    subscriptions.c.event_name,
+    subscriptions.c.event_key,
+    subscriptions.c.subscribe_as_of,
+    subscriptions.c.seq,
+)
+Index(
+    "wfe_ix_subscriptions_workflow",
+    subscriptions.c.workflow_id,
+    subscriptions.c.execution_pointer_id,
+)
+
+scheduled_commands = Table(
+    "wfe_scheduled_commands",
+    metadata,
+    Column("command_name", String(100), primary_key=True),
+    Column("data", _NAME, primary_key=True),
+    Column("execute_time", _Micros, nullable=False),
+    Column("claim_token", String(100)),
+    Column("claimed_until", _Micros),
+)
+"""Commands to run later; a processor claims a due command with a lease before running it."""
+
+Index("wfe_ix_commands_due", scheduled_commands.c.execute_time)
+
+execution_errors = Table(
+    "wfe_execution_errors",
+    metadata,
+    Column("seq", _Serial, primary_key=True, autoincrement=True),
+    Column("id", _ID, nullable=False),
+    Column("workflow_id", _ID, nullable=False),
+    Column("execution_pointer_id", _ID),
+    Column("error_time", _Micros, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("error_type", Text),
+    Column("traceback", Text),
+)
+"""The append-only execution-error log; ``seq`` keeps persist order among equal times."""
+
+Index(
+    "wfe_ix_errors_workflow",
+    execution_errors.c.workflow_id,
+    execution_errors.c.error_time,
+    execution_errors.c.seq,
+)
+
+locks = Table(
+    "wfe_locks",
+    metadata,
+    Column("resource", String(400), primary_key=True),
+    Column("owner", String(100), nullable=False),
+    Column("expires_at", _Micros, nullable=False),
+)
+"""Lock leases: a row is held by ``owner`` until ``expires_at`` (wall clock, microseconds)."""
+
+queue_items = Table(
+    "wfe_queue",
+    metadata,
+    Column("seq", _Serial, primary_key=True, autoincrement=True),
+    Column("queue", String(32), nullable=False),
+    Column("item", _ID, nullable=False),
+    UniqueConstraint("queue", "item", name="wfe_uq_queue_item"),
+)
+"""Work-queue entries: FIFO by ``seq`` per queue; an id waits at most once per queue."""
+
+Index("wfe_ix_queue_order", queue_items.c.queue, queue_items.c.seq)
+
+schema_version = Table(
+    "wfe_schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", _Micros, nullable=False),
+)
+"""One row per schema version applied to the store (the highest is the current one)."""

@@ -1,0 +1,572 @@
+"""The SQLite :class:`~wfe_sql.SqlDriver`, on aiosqlite.
+
+Connections (each aiosqlite connection runs in a thread of its own):
+
+- one **writer**: every write of this process goes through it, one transaction at a time
+  (an :class:`asyncio.Lock`): SQLite allows one writer per database file, so a pool of
+  writers would only queue inside SQLite instead. Multi-statement writes run in
+  ``BEGIN IMMEDIATE`` transactions, which take the file's write lock up front (waiting
+  up to ``busy_timeout`` for another process to finish), so they never fail half-way
+  on a lock.
+- up to ``readers`` **readers** (opened on first use), in WAL mode reading a consistent
+  snapshot while a writer writes. A multi-statement read runs in one read transaction.
+- ``:memory:``: one connection does everything (under the lock), since each connection
+  to ``:memory:`` is a database of its own.
+
+Durability: WAL journal with ``synchronous=FULL`` by default, so every committed
+transaction -- every step checkpoint -- is on disk before the call returns and survives
+a power loss. ``synchronous="NORMAL"`` is much faster (no fsync per commit) and still
+never corrupts the database, but the last transactions before a power loss or OS crash
+may be lost (a crash of the process alone loses nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Literal, TypeVar
+
+import aiosqlite
+from sqlalchemy import Table
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.sql import FromClause
+from wfe_core.errors import ProviderUnavailable, WfeError
+from wfe_sql.driver import BatchAborted, IntegrityViolation, Op, Row, SqlDriver
+
+__all__ = ["MEMORY", "MIN_SQLITE", "SqliteDriver", "Synchronous"]
+
+_log = logging.getLogger("wfe.sqlite")
+
+MIN_SQLITE = (3, 35, 0)
+"""The oldest SQLite library wfe-sqlite works with (``RETURNING`` arrived in 3.35)."""
+
+MEMORY = ":memory:"
+"""The path of an in-memory database (private to its driver)."""
+
+Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
+"""The values of SQLite's ``PRAGMA synchronous`` (``FULL`` is wfe's default)."""
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_T = TypeVar("_T")
+
+
+class _Compiler(SQLiteCompiler):
+    """SQLite's compiler, rendering ``with_hint(table, "INDEXED BY ...", "sqlite")``."""
+
+    def get_from_hint_text(self, table: FromClause, text: str | None) -> str | None:
+        return text
+
+
+class _Dialect(SQLiteDialect_pysqlite):
+    """SQLite (``?`` parameters) with table hints: wfe_sql pins an index with them where
+    SQLite's planner, lacking statistics, would pick a worse one."""
+
+    statement_compiler = _Compiler
+
+
+_DIALECT = _Dialect(paramstyle="qmark")
+
+# Primary SQLite result codes the messages distinguish.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+class SqliteDriver(SqlDriver):
+    """Connections to one SQLite database file (or ``:memory:``); see the module docstring.
+
+    ``path`` may be relative (resolved against the current directory now) or absolute;
+    its folder must exist. ``busy_timeout`` (seconds) is how long a write waits for
+    another process holding the database's write lock before failing with
+    :class:`~wfe_core.errors.ProviderUnavailable`.
+    """
+
+    dialect = _DIALECT
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        synchronous: Synchronous | str = "FULL",
+        busy_timeout: float = 5.0,
+        readers: int = 2,
+    ) -> None:
+        super().__init__()
+        raw = os.fspath(path)
+        if not isinstance(raw, str) or not raw:
+            raise ValueError(f"a SQLite database path must be a non-empty string, not {path!r}")
+        sync = str(synchronous).upper()
+        if sync not in _SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(_SYNCHRONOUS)} (FULL: every commit "
+                f"survives a power loss; NORMAL: faster), not {synchronous!r}"
+            )
+        if not busy_timeout >= 0:
+            raise ValueError(f"busy_timeout must be a number of seconds >= 0, not {busy_timeout!r}")
+        if readers < 1:
+            raise ValueError(f"readers must be at least 1, not {readers!r}")
+        self.memory = raw == MEMORY
+        self.path = raw if self.memory else os.path.abspath(raw)
+        self.name = self.path
+        self.synchronous = sync
+        self.busy_timeout = float(busy_timeout)
+        self.max_readers = readers
+        self._writer: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
+        self._idle: list[aiosqlite.Connection] = []
+        self._reader_slots = asyncio.Semaphore(readers)
+        self._generation = 0
+        self._sync_now = ""
+
+    def __repr__(self) -> str:
+        return f"<SqliteDriver {self.path} synchronous={self.synchronous}>"
+
+    def insert(self, table: Table) -> Any:
+        """SQLite's ``INSERT`` construct (with ``ON CONFLICT`` support)."""
+        return sqlite_insert(table)
+
+    # -- errors --------------------------------------------------------------------------
+
+    def error(self, exc: BaseException) -> BaseException:
+        """The wfe error for a driver exception (``exc`` is chained by the caller)."""
+        if isinstance(exc, WfeError):
+            return exc
+        if isinstance(exc, sqlite3.IntegrityError):
+            return IntegrityViolation(str(exc))
+        if isinstance(exc, sqlite3.InterfaceError):
+            return TypeError(f"a value cannot be stored in SQLite: {exc}")
+        if isinstance(exc, OverflowError):
+            return ValueError(f"a number is too large for SQLite (64-bit integers): {exc}")
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = code & 0xFF if isinstance(code, int) else None
+        message = str(exc)
+        where = self.path
+        if primary in (_BUSY, _LOCKED) or "database is locked" in message:
+            return ProviderUnavailable(
+                f"SQLite database {where} is locked: another connection held its write lock "
+                f"for longer than busy_timeout={self.busy_timeout:g}s. Pass a larger "
+                "busy_timeout (e.g. busy_timeout=30), or find the process keeping a "
+                f"transaction open on it ({message})"
+            )
+        if primary == _NOTADB or "file is not a database" in message:
+            return ProviderUnavailable(
+                f"{where} is not a SQLite database (or it is encrypted or damaged); point wfe "
+                "at a new file, or at a database file wfe created"
+            )
+        if primary == _CORRUPT:
+            return ProviderUnavailable(f"SQLite database {where} is damaged ({message})")
+        if primary == _CANTOPEN or "unable to open database file" in message:
+            return ProviderUnavailable(
+                f"cannot open the SQLite database {where} ({message}): check that the path "
+                "names a file (not a folder) that this process may read and write"
+            )
+        if primary == _READONLY:
+            return ProviderUnavailable(
+                f"SQLite database {where} is read-only for this process ({message}): wfe "
+                "needs write access to the file and its folder"
+            )
+        if primary == _FULL:
+            return ProviderUnavailable(f"the disk holding {where} is full ({message})")
+        if primary == _IOERR:
+            return ProviderUnavailable(f"disk I/O error on SQLite database {where} ({message})")
+        if "no such table" in message:
+            return ProviderUnavailable(
+                f"the wfe tables are missing from {where} ({message}); they are created by "
+                "ensure_store_exists() (or `async with provider`)"
+            )
+        if isinstance(exc, ValueError) and "closed" in message.lower():
+            return ProviderUnavailable(f"the connection to {where} is closed")
+        return ProviderUnavailable(f"SQLite error on {where}: {type(exc).__name__}: {message}")
+
+    def _raise(self, exc: BaseException) -> None:
+        mapped = self.error(exc)
+        if mapped is exc:
+            raise exc
+        raise mapped from exc
+
+    # -- connections ---------------------------------------------------------------------
+
+    def _check_folder(self) -> None:
+        if self.memory:
+            return
+        folder = os.path.dirname(self.path)
+        if not os.path.isdir(folder):
+            raise ProviderUnavailable(
+                f"cannot open the SQLite database {self.path}: the folder {folder} does not "
+                f"exist. Create it first (mkdir -p {folder}) or choose another path"
+            )
+        if os.path.isdir(self.path):
+            raise ProviderUnavailable(
+                f"cannot open the SQLite database {self.path}: it is a folder; give the "
+                "path of a database file (e.g. .../wfe.db)"
+            )
+
+    async def _connect(self, *, writer: bool) -> aiosqlite.Connection:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise ProviderUnavailable(
+                f"wfe-sqlite needs SQLite {'.'.join(map(str, MIN_SQLITE))} or newer "
+                f"(RETURNING, upserts); this Python has SQLite {sqlite3.sqlite_version}. "
+                "Use a newer Python build"
+            )
+        self._check_folder()
+        try:
+            conn = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout
+            )
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            self._raise(exc)
+            raise  # unreachable
+        try:
+            await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if writer and not self.memory:
+                await self._enable_wal(conn)
+            if writer:
+                await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                self._sync_now = self.synchronous
+            else:
+                await conn.execute("PRAGMA query_only = 1")
+        except BaseException as exc:
+            await _quiet_close(conn)
+            if isinstance(exc, sqlite3.Error | ValueError):
+                self._raise(exc)
+            raise
+        return conn
+
+    async def _enable_wal(self, conn: aiosqlite.Connection) -> None:
+        # Switching to WAL needs a moment of exclusive access; when several processes
+        # open a new file at once, retry within the busy timeout.
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                rows = await conn.execute_fetchall("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(0.01)
+        mode = str(next(iter(rows))[0]).lower() if rows else "?"
+        if mode != "wal":
+            _log.warning(
+                "SQLite database %s is in journal mode %r, not WAL (the file system may not "
+                "support it): readers will wait for writers",
+                self.path,
+                mode,
+            )
+
+    async def _writer_connection(self) -> aiosqlite.Connection:
+        conn = self._writer
+        if conn is not None:
+            return conn
+        async with self._open_lock:
+            if self._writer is None:
+                self._writer = await self._connect(writer=True)
+            return self._writer
+
+    async def _close_connections(self) -> None:
+        self._generation += 1
+        writer, self._writer = self._writer, None
+        idle, self._idle = self._idle, []
+        for conn in [*idle, *([writer] if writer is not None else [])]:
+            await _quiet_close(conn)
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def write(self) -> AbstractAsyncContextManager[_Session]:
+        """A ``BEGIN IMMEDIATE`` transaction on the writer (one at a time per process)."""
+        return self._transaction("BEGIN IMMEDIATE")
+
+    def migration(self) -> AbstractAsyncContextManager[_Session]:
+        """``BEGIN IMMEDIATE``: it holds the file's write lock, so migrations of the same
+        file (from any process) run one after another."""
+        return self._transaction("BEGIN IMMEDIATE")
+
+    @asynccontextmanager
+    async def _transaction(self, begin: str) -> AsyncIterator[_Session]:
+        async with self._write_lock:
+            conn = await self._writer_connection()
+            try:
+                pragma = self._pragma(True)
+                if pragma is not None:
+                    await conn.execute(pragma)
+                await conn.execute(begin)
+            except BaseException as exc:
+                self._sync_now = ""  # unknown now: set it again next time
+                await _quiet_rollback(conn)
+                if isinstance(exc, sqlite3.Error | ValueError):
+                    self._raise(exc)
+                raise
+            try:
+                yield _Session(conn, self)
+            except BaseException:
+                await _quiet_rollback(conn)
+                raise
+            try:
+                await conn.commit()
+            except BaseException as exc:
+                await _quiet_rollback(conn)
+                if isinstance(exc, sqlite3.Error | ValueError):
+                    self._raise(exc)
+                raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[_Session]:
+        """A read transaction on a reader (one snapshot for every statement in it)."""
+        if self.memory:
+            async with self._write_lock:
+                yield _Session(await self._writer_connection(), self)
+            return
+        async with self._reader() as conn:
+            try:
+                await conn.execute("BEGIN")
+            except BaseException as exc:
+                await _quiet_rollback(conn)
+                if isinstance(exc, sqlite3.Error | ValueError):
+                    self._raise(exc)
+                raise
+            try:
+                yield _Session(conn, self)
+            finally:
+                await _quiet_rollback(conn)
+
+    @asynccontextmanager
+    async def _reader(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._reader_slots:
+            generation = self._generation
+            conn = self._idle.pop() if self._idle else await self._connect(writer=False)
+            try:
+                yield conn
+            finally:
+                if generation == self._generation:
+                    self._idle.append(conn)
+                else:  # the driver was closed meanwhile
+                    await _quiet_close(conn)
+
+    # -- one-statement shortcuts ---------------------------------------------------------
+
+    def _pragma(self, durable: bool) -> str | None:
+        """The ``PRAGMA synchronous`` to run before a write, when the level changes.
+
+        Durable writes run at the configured level; ``durable=False`` ones (lock leases,
+        queue hints) at NORMAL, which commits without waiting for the disk. In WAL mode
+        the next FULL commit flushes those earlier commits too.
+        """
+        if self.memory:
+            return None
+        want = self.synchronous if durable or self.synchronous in ("OFF", "NORMAL") else "NORMAL"
+        if self._sync_now == want:
+            return None
+        self._sync_now = want
+        return f"PRAGMA synchronous = {want}"
+
+    async def _on_writer(
+        self, fn: Callable[..., _T], *args: Any, durable: bool | None = None
+    ) -> _T:
+        """Run ``fn(raw_connection, pragma, *args)`` (``fn(raw_connection, *args)`` when
+        ``durable`` is None) on the writer's thread, in one hop, holding the write lock;
+        ``pragma`` is the ``synchronous`` switch that write needs, decided under the
+        lock. Driver exceptions become wfe errors."""
+        async with self._write_lock:
+            conn = await self._writer_connection()
+            call_args = args if durable is None else (self._pragma(durable), *args)
+            try:
+                return await _to_the_end(_in_thread(conn, fn, *call_args))
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
+                self._sync_now = ""  # unknown after a failure: set it again next time
+                self._raise(exc)
+                raise
+
+    async def execute(self, sql: str, args: Sequence[Any] = (), *, durable: bool = True) -> int:
+        """One writing statement, atomic on its own (autocommit) on the writer, one hop."""
+        return await self._on_writer(_execute_one, sql, args, durable=durable)
+
+    async def execute_returning(
+        self, sql: str, args: Sequence[Any] = (), *, durable: bool = True
+    ) -> list[Row]:
+        """One writing statement with ``RETURNING`` (autocommit) on the writer, one hop."""
+        return await self._on_writer(_fetch_one, sql, args, durable=durable)
+
+    async def write_batch(self, ops: Sequence[Op]) -> list[Any]:
+        """The whole ``BEGIN IMMEDIATE`` ... ``COMMIT`` in one hop to the writer's thread
+        (it completes even if the awaiting task is cancelled)."""
+        result = await self._on_writer(_run_batch, "BEGIN IMMEDIATE", ops, True, durable=True)
+        if isinstance(result, BatchAborted):
+            raise result
+        return result
+
+    async def read_batch(self, ops: Sequence[Op]) -> list[Any]:
+        """Every step on one snapshot (a read transaction), in one hop to a reader."""
+        result: list[Any] | BatchAborted
+        if self.memory:
+            result = await self._on_writer(_run_batch, None, "BEGIN", ops, False)  # no pragma
+        else:
+            async with self._reader() as conn:
+                try:
+                    result = await _in_thread(conn, _run_batch, None, "BEGIN", ops, False)
+                except (sqlite3.Error, OverflowError, ValueError) as exc:
+                    self._raise(exc)
+                    raise
+        if isinstance(result, BatchAborted):
+            raise result
+        return result
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        """One reading statement on a reader (on the single connection for ``:memory:``)."""
+        if self.memory:
+            async with self._write_lock:
+                conn = await self._writer_connection()
+                return await _Session(conn, self).fetchall(sql, args)
+        async with self._reader() as conn:
+            return await _Session(conn, self).fetchall(sql, args)
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        """One reading statement; its first row or None."""
+        rows = await self.fetchall(sql, args)
+        return rows[0] if rows else None
+
+    # -- introspection (tests, diagnostics) ----------------------------------------------
+
+    async def on_writer(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run ``fn(connection)`` with the writer's ``sqlite3.Connection`` on its thread,
+        holding the write lock (diagnostics and tests: trace callbacks, counters)."""
+        return await self._on_writer(fn)
+
+    async def pragma(self, name: str) -> Any:
+        """The value of ``PRAGMA name`` on the writer connection (e.g. ``synchronous``)."""
+        if not name.replace("_", "").isalnum():
+            raise ValueError(f"not a pragma name: {name!r}")
+        async with self._write_lock:
+            conn = await self._writer_connection()
+            rows = list(await conn.execute_fetchall(f"PRAGMA {name}"))
+        return rows[0][0] if rows else None
+
+
+class _Session:
+    """A connection inside a transaction of :class:`SqliteDriver`."""
+
+    __slots__ = ("_conn", "_driver")
+
+    def __init__(self, conn: aiosqlite.Connection, driver: SqliteDriver) -> None:
+        self._conn = conn
+        self._driver = driver
+
+    async def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        try:
+            cursor = await self._conn.execute(sql, args)
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            self._driver._raise(exc)
+            raise
+        return int(cursor.rowcount)
+
+    async def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        try:
+            await self._conn.executemany(sql, rows)
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            self._driver._raise(exc)
+            raise
+
+    async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        try:
+            return list(await self._conn.execute_fetchall(sql, args))
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            self._driver._raise(exc)
+            raise
+
+    async def fetchone(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        rows = await self.fetchall(sql, args)
+        return rows[0] if rows else None
+
+
+async def _quiet_rollback(conn: aiosqlite.Connection) -> None:
+    """Roll back if a transaction is open, ignoring every error. The rollback is queued
+    on the connection's thread before this awaits, so even when the waiting task is
+    cancelled it runs before anything else queued later on that connection."""
+    with contextlib.suppress(Exception):  # best effort: the original error propagates
+        await conn.rollback()
+
+
+async def _quiet_close(conn: aiosqlite.Connection) -> None:
+    with contextlib.suppress(Exception):  # best effort
+        await conn.close()
+
+
+async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> _T:
+    """Run ``fn(raw sqlite3 connection, *args)`` on the aiosqlite connection's own thread:
+    a whole unit of work in one hop instead of one hop per statement (each hop is a
+    thread hand-off, tens to hundreds of microseconds). Uses aiosqlite's queue of work
+    for its thread (``Connection._execute``), so it is ordered with every other call on
+    the connection. Once queued, ``fn`` runs to the end even if the awaiting task is
+    cancelled.
+    """
+    raw = conn._conn
+    result: _T = await conn._execute(fn, raw, *args)  # type: ignore[no-untyped-call]
+    return result
+
+
+async def _to_the_end(work: Coroutine[Any, Any, _T]) -> _T:
+    """Await ``work``; if the caller is cancelled meanwhile, still wait until ``work``
+    is done before the cancellation propagates. A write queued on a connection's thread
+    runs to its end (commit or roll back) anyway: waiting for it keeps the write lock
+    held until then, so nothing else in this process sees the store mid-change."""
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        while not task.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([task])
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancellation is what propagates
+        raise
+
+
+def _execute_one(raw: sqlite3.Connection, pragma: str | None, sql: str, args: Sequence[Any]) -> int:
+    if pragma is not None:
+        raw.execute(pragma)
+    return int(raw.execute(sql, args).rowcount)
+
+
+def _fetch_one(
+    raw: sqlite3.Connection, pragma: str | None, sql: str, args: Sequence[Any]
+) -> list[Row]:
+    if pragma is not None:
+        raw.execute(pragma)
+    return raw.execute(sql, args).fetchall()
+
+
+def _run_batch(
+    raw: sqlite3.Connection, pragma: str | None, begin: str, ops: Sequence[Op], commit: bool
+) -> list[Any] | BatchAborted:
+    """A transaction on the connection's thread: ``begin``, every step, then commit (or
+    roll back, for reads and on any failure)."""
+    if pragma is not None:
+        raw.execute(pragma)
+    raw.execute(begin)
+    try:
+        out: list[Any] = []
+        for index, op in enumerate(ops):
+            if op.rows is not None:
+                raw.executemany(op.sql, op.rows)
+                out.append(len(op.rows))
+            elif op.fetch:
+                out.append(raw.execute(op.sql, op.args).fetchall())
+            else:
+                count = raw.execute(op.sql, op.args).rowcount
+                if op.expect is not None and count != op.expect:
+                    raw.rollback()
+                    return BatchAborted(index, count)
+                out.append(count)
+        if commit:
+            raw.commit()
+        else:
+            raw.rollback()
+        return out
+    except BaseException:
+        raw.rollback()
+        raise

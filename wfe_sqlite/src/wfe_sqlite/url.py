@@ -1,0 +1,84 @@
+"""``sqlite://`` store URLs and the ``wfe.providers`` entry point.
+
+URL forms (as SQLAlchemy spells them):
+
+- ``sqlite:///wfe.db`` -- a path relative to the current directory;
+- ``sqlite:////var/lib/app/wfe.db`` -- an absolute path (four slashes);
+- ``sqlite:///:memory:`` or ``sqlite://`` -- an in-memory database;
+- ``sqlite+aiosqlite:///...`` -- the same;
+- options in the query string: ``?synchronous=NORMAL&busy_timeout=30`` (keyword
+  arguments given to :func:`provider_from_url` win).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from wfe_core.registry import StoreComponents
+
+from wfe_sqlite.driver import MEMORY, SqliteDriver
+from wfe_sqlite.provider import (
+    SqliteLockProvider,
+    SqlitePersistenceProvider,
+    SqliteQueueProvider,
+)
+
+__all__ = ["parse_sqlite_url", "provider_from_url"]
+
+_DRIVER_OPTIONS = {"synchronous": str, "busy_timeout": float, "readers": int}
+_PROVIDER_OPTIONS = {"command_lease": float}
+_QUEUE_OPTIONS = {"poll_interval": float}
+_FORMS = "use 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db' or 'sqlite:///:memory:'"
+
+
+def parse_sqlite_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Split a ``sqlite://`` URL into the database path and its query options (converted
+    to their types). Raises ``ValueError`` naming the problem."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("sqlite", "sqlite+aiosqlite"):
+        raise ValueError(f"not a SQLite URL: {url!r}; {_FORMS}")
+    if parts.netloc:
+        raise ValueError(
+            f"{url!r} names a host ({parts.netloc!r}); SQLite URLs have none: {_FORMS}"
+        )
+    raw = unquote(parts.path)
+    # sqlite:///a.db -> "a.db", sqlite:////abs.db -> "/abs.db"
+    path = MEMORY if raw in ("", "/", f"/{MEMORY}") else raw[1:]
+    options: dict[str, Any] = {}
+    known = {**_DRIVER_OPTIONS, **_PROVIDER_OPTIONS, **_QUEUE_OPTIONS}
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        kind = known.get(key)
+        if kind is None:
+            raise ValueError(
+                f"unknown option {key!r} in {url!r}; known: {', '.join(sorted(known))}"
+            )
+        try:
+            options[key] = kind(value)
+        except ValueError:
+            raise ValueError(
+                f"option {key}={value!r} in {url!r} is not a valid {kind.__name__}"
+            ) from None
+    return path, options
+
+
+def provider_from_url(url: str, **options: Any) -> StoreComponents:
+    """The store at a ``sqlite://`` URL: persistence, lock and queue providers sharing
+    one connection set to one database file, so several worker processes on the file
+    cooperate with nothing else running.
+
+    ``options``: ``synchronous``, ``busy_timeout``, ``readers`` (the database),
+    ``poll_interval`` (the queue), and the persistence provider's keyword arguments
+    (``serializer``, ``clock``, ``capabilities``, ``command_lease``).
+    """
+    path, found = parse_sqlite_url(url)
+    merged = {**found, **options}
+    driver_options = {k: merged.pop(k) for k in list(merged) if k in _DRIVER_OPTIONS}
+    queue_options = {k: merged.pop(k) for k in list(merged) if k in _QUEUE_OPTIONS}
+    driver = SqliteDriver(path, **driver_options)
+    return StoreComponents(
+        persistence=SqlitePersistenceProvider(driver, **merged),
+        lock_provider=SqliteLockProvider(driver),
+        queue_provider=SqliteQueueProvider(driver, **queue_options),
+    )
