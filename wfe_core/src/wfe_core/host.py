@@ -37,6 +37,7 @@ from wfe_core.errors import (
     ConcurrencyError,
     DefinitionError,
     EventNotFound,
+    ProviderUnavailable,
     SubscriptionNotFound,
     TokenMismatch,
     WfeError,
@@ -137,6 +138,15 @@ def _workflow_lock(workflow_id: str) -> str:
     return f"wfe:workflow:{workflow_id}"
 
 
+def _log_outage(what: str, exc: Exception, failures: int, delay: float) -> None:
+    """One line per failure while a service is down (a traceback only for surprises)."""
+    if isinstance(exc, ProviderUnavailable):
+        if failures == 1 or failures % 10 == 0:
+            log.warning("%s failed (%s); retrying in %.1fs", what, exc, delay)
+    else:
+        log.exception("%s failed; retrying in %.1fs", what, delay)
+
+
 class WorkflowHost:
     """Runs registered workflows on a persistence provider.
 
@@ -187,13 +197,15 @@ class WorkflowHost:
         *,
         lock_url: str | None = None,
         queue_url: str | None = None,
+        lifecycle_url: str | None = None,
         options: HostOptions | None = None,
         **provider_options: Any,
     ) -> WorkflowHost:
         """Build a host on the store at ``url``, picked by URL scheme through the
         ``wfe.providers`` entry points, with that store's own lock and queue providers
-        where it has them (so several processes on one store cooperate). ``lock_url``
-        / ``queue_url`` take the lock or queue from another service. The host closes
+        where it has them (so several processes on one store cooperate). ``lock_url``,
+        ``queue_url`` and ``lifecycle_url`` take the lock, queue or lifecycle
+        publisher from another service (e.g. ``redis://``). The host closes
         what it opened when it stops."""
         from wfe_core.registry import open_store
 
@@ -204,17 +216,24 @@ class WorkflowHost:
                 "queue_url next to a store URL"
             )
         lock, queue, lifecycle = store.lock_provider, store.queue_provider, store.lifecycle
-        for role, other_url in (("lock", lock_url), ("queue", queue_url)):
+        roles = (("lock", lock_url), ("queue", queue_url), ("lifecycle", lifecycle_url))
+        for role, other_url in roles:
             if other_url is None:
                 continue
             other = open_store(other_url)
-            provided = other.lock_provider if role == "lock" else other.queue_provider
+            provided = {
+                "lock": other.lock_provider,
+                "queue": other.queue_provider,
+                "lifecycle": other.lifecycle,
+            }[role]
             if provided is None:
                 raise ValueError(f"{other_url.split(':', 1)[0]}:// provides no {role} provider")
             if role == "lock":
                 lock = provided  # type: ignore[assignment]
-            else:
+            elif role == "queue":
                 queue = provided  # type: ignore[assignment]
+            else:
+                lifecycle = provided  # type: ignore[assignment]
         host = cls(
             store.persistence,
             lock_provider=lock,
@@ -353,7 +372,7 @@ class WorkflowHost:
         await self._publish_lifecycle(
             self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, instance)
         )
-        await self.queue_provider.queue_work(instance.id, QueueType.WORKFLOW)
+        await self._hint(instance.id, QueueType.WORKFLOW)
         return instance.id
 
     def _new_instance(
@@ -472,7 +491,7 @@ class WorkflowHost:
                 )
             self._wake_at(QueueType.EVENT, event.id, event.event_time)
         else:
-            await self.queue_provider.queue_work(event.id, QueueType.EVENT)
+            await self._hint(event.id, QueueType.EVENT)
         return event.id
 
     async def suspend_workflow(self, workflow_id: str) -> bool:
@@ -552,6 +571,7 @@ class WorkflowHost:
         assert slots is not None
         handler = self._process_workflow if queue is QueueType.WORKFLOW else self._process_event
         blocking = self.queue_provider.is_dequeue_blocking
+        failures = 0
         while self._running:
             await slots.acquire()
             try:
@@ -561,44 +581,80 @@ class WorkflowHost:
             except asyncio.CancelledError:
                 slots.release()
                 raise
-            except Exception:
+            except Exception as exc:
                 slots.release()
-                log.exception("dequeue from %s failed; backing off", queue.value)
-                await self._sleep(min(self.options.poll_interval, 1.0))
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                _log_outage(f"taking work from the {queue.value} queue", exc, failures, delay)
+                await self._sleep(delay)
                 continue
+            if failures:
+                log.info("the %s queue answers again", queue.value)
+                failures = 0
             if item is None:
                 slots.release()
                 if not blocking:
                     await self._sleep(self.options.idle_time)
                 continue
-            task = asyncio.create_task(self._guarded(handler, item, slots))
+            task = asyncio.create_task(self._guarded(handler, item, queue, slots))
             self._items.add(task)
             task.add_done_callback(self._items.discard)
 
+    async def _hint(self, item: str, queue: QueueType) -> None:
+        """Queue a hint; a failure is logged, not raised: the store already holds the
+        work and the poller finds it (raising here would make callers retry a write
+        that succeeded)."""
+        try:
+            await self.queue_provider.queue_work(item, queue)
+        except Exception as exc:
+            log.warning(
+                "could not queue %s %s (%s); the poller will pick it up", queue.value, item, exc
+            )
+
     async def _guarded(
-        self, handler: Callable[[str], Awaitable[None]], item: str, slots: asyncio.Semaphore
+        self,
+        handler: Callable[[str], Awaitable[None]],
+        item: str,
+        queue: QueueType,
+        slots: asyncio.Semaphore,
     ) -> None:
         try:
             await handler(item)
         except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("processing %s failed; it will be retried", item)
-        finally:
             slots.release()
+            raise
+        except ProviderUnavailable as exc:
+            log.warning("processing %s %s stopped: %s (it will be retried)", queue.value, item, exc)
+        except Exception:
+            log.exception("processing %s %s failed; it will be retried", queue.value, item)
+        slots.release()
+        ack = getattr(self.queue_provider, "ack", None)
+        if ack is not None:  # queues that redeliver unacknowledged items
+            try:
+                await ack(item, queue)
+            except Exception as exc:
+                log.warning("could not acknowledge %s %s: %s", queue.value, item, exc)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
     async def _poll_loop(self) -> None:
+        failures = 0
         while self._running:
             try:
                 await self._poll_once()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("poll failed; trying again in %.1fs", self.options.poll_interval)
+            except Exception as exc:
+                failures += 1
+                delay = min(self.options.poll_interval * 2**failures, 30.0)
+                _log_outage("polling for due work", exc, failures, delay)
+                await self._sleep(delay)
+                continue
+            if failures:
+                log.info("polling works again")
+                failures = 0
             await self._sleep(self.options.poll_interval)
 
     async def _poll_once(self) -> None:
@@ -653,7 +709,7 @@ class WorkflowHost:
         def fire() -> None:
             self._timers.pop(key, None)
             if self._running:
-                task = loop.create_task(self.queue_provider.queue_work(item, queue))
+                task = loop.create_task(self._hint(item, queue))
                 self._items.add(task)
                 task.add_done_callback(self._items.discard)
 
@@ -723,7 +779,7 @@ class WorkflowHost:
                 if workflow_id in self._held:
                     pass  # the control call decides what happens next
                 elif control.stop_requested or not self._running:
-                    await self.queue_provider.queue_work(workflow_id, QueueType.WORKFLOW)
+                    await self._hint(workflow_id, QueueType.WORKFLOW)
                 else:
                     self._again.add(workflow_id)
             else:
@@ -820,7 +876,7 @@ class WorkflowHost:
                 with contextlib.suppress(EventNotFound):
                     other = await self.persistence.get_event(other_id)
                     if not other.is_processed and other.event_time <= utcnow():
-                        await self.queue_provider.queue_work(other_id, QueueType.EVENT)
+                        await self._hint(other_id, QueueType.EVENT)
                         return False
         wid = sub.workflow_id
         lock_name = _workflow_lock(wid)
@@ -849,7 +905,7 @@ class WorkflowHost:
                 await self.persistence.terminate_subscription(sub.id)
         finally:
             await self.lock_provider.release_lock(lock_name)
-        await self.queue_provider.queue_work(wid, QueueType.WORKFLOW)
+        await self._hint(wid, QueueType.WORKFLOW)
         return True
 
     async def _catch_up(self, sub: EventSubscription) -> None:
@@ -859,7 +915,7 @@ class WorkflowHost:
         ):
             with contextlib.suppress(EventNotFound):
                 await self.persistence.mark_event_unprocessed(event_id)
-                await self.queue_provider.queue_work(event_id, QueueType.EVENT)
+                await self._hint(event_id, QueueType.EVENT)
 
     # ------------------------------------------------------------------ control
     async def _control(self, workflow_id: str, action: str) -> bool:
@@ -872,7 +928,7 @@ class WorkflowHost:
                 with contextlib.suppress(Exception):
                     instance = await self.persistence.get_workflow_instance(workflow_id)
                     if instance.status is WorkflowStatus.RUNNABLE:
-                        await self.queue_provider.queue_work(workflow_id, QueueType.WORKFLOW)
+                        await self._hint(workflow_id, QueueType.WORKFLOW)
 
     async def _control_held(self, workflow_id: str, action: str) -> bool:
         running = self._active.get(workflow_id)
@@ -932,7 +988,7 @@ class WorkflowHost:
             await self.persistence.terminate_subscriptions(workflow_id)
             await self._workflow_ended(instance, WorkflowStatus.TERMINATED)
         elif action == "resume":
-            await self.queue_provider.queue_work(workflow_id, QueueType.WORKFLOW)
+            await self._hint(workflow_id, QueueType.WORKFLOW)
         return True
 
     # ------------------------------------------------------------------ executor hooks
@@ -996,5 +1052,5 @@ class WorkflowHost:
         await self._publish_lifecycle(
             self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, child)
         )
-        await self.queue_provider.queue_work(child_id, QueueType.WORKFLOW)
+        await self._hint(child_id, QueueType.WORKFLOW)
         return child_id
