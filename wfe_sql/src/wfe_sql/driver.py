@@ -183,6 +183,13 @@ class SqlDriver(ABC):
         ``on_conflict_do_nothing`` (with ``.excluded``), as SQLite's and PostgreSQL's do."""
 
     @property
+    def distribution(self) -> str:
+        """The distribution that ships this driver (``wfe-sqlite``, ``wfe-postgres``), for
+        upgrade hints in messages; by default the name of the driver's top-level package
+        with ``_`` as ``-``. Override when that is not the distribution's name."""
+        return type(self).__module__.split(".", 1)[0].replace("_", "-")
+
+    @property
     def dialect_key(self) -> Hashable:
         """Statements compiled for one driver are reused by every driver with the same key."""
         return (type(self).__qualname__, self.dialect.name, self.dialect.paramstyle)

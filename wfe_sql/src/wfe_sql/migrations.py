@@ -129,7 +129,7 @@ async def migrate(
                 f"the store {driver.name} has wfe schema version {current}, but this wfe "
                 f"(wfe-sql {_wfe_sql_version()}) only understands versions up to {target}. "
                 "It was written by a newer wfe: upgrade wfe (e.g. `pip install -U wfe-sql "
-                "wfe-sqlite`) to use it. Nothing was changed.",
+                f"{driver.distribution}`) to use it. Nothing was changed.",
                 current,
                 target,
             )

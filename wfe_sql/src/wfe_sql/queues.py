@@ -8,8 +8,15 @@ being queued twice. Taking the oldest id is one atomic statement (``DELETE ... W
 through any provider on the same store in the same process; ids queued by other
 processes are found by polling, with a back-off from 1 ms up to ``poll_interval``
 (default 20 ms), which bounds the extra latency they see. Polls are cheap reads; the
-write happens only when there is something to take. A dialect with a notification
-channel (PostgreSQL ``LISTEN/NOTIFY``) overrides :meth:`SqlQueueProvider._wait`.
+write happens only when there is something to take. A wake-up that arrives while a
+consumer is looking at the table is not lost: the consumer notes the signal's
+:attr:`WorkSignal.version` before it looks and does not wait if it moved.
+
+A dialect with a notification channel (PostgreSQL ``LISTEN/NOTIFY``) overrides the
+hooks: :meth:`SqlQueueProvider._enqueue` (queue and notify in one statement),
+:meth:`SqlQueueProvider._wait` (wait for the notification), and
+:meth:`SqlQueueProvider._poll_bounds` (poll rarely while notifications flow); it pokes
+the in-process signal of a notified queue through :func:`local_signal`.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from wfe_sql.statements import QueueStatements
 if TYPE_CHECKING:
     from wfe_core.queues import QueueProvider
 
-__all__ = ["SqlQueueProvider", "WorkSignal"]
+__all__ = ["SqlQueueProvider", "WorkSignal", "local_signal"]
 
 _MIN_POLL = 0.001
 
@@ -39,9 +46,14 @@ class WorkSignal:
 
     def __init__(self) -> None:
         self._waiters: set[asyncio.Future[None]] = set()
+        self.version = 0
+        """Counts :meth:`notify` calls (a waiter compares it to what it saw before)."""
 
-    async def wait(self, timeout: float) -> None:
-        """Return after ``timeout`` seconds or as soon as :meth:`notify` is called."""
+    async def wait(self, timeout: float, seen: int | None = None) -> None:
+        """Return after ``timeout`` seconds or as soon as :meth:`notify` is called; at
+        once when :attr:`version` is no longer ``seen`` (a notify came meanwhile)."""
+        if seen is not None and seen != self.version:
+            return
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._waiters.add(future)
@@ -54,6 +66,7 @@ class WorkSignal:
 
     def notify(self) -> None:
         """Wake every waiter."""
+        self.version += 1
         for future in list(self._waiters):
             if future.done():
                 continue
@@ -79,13 +92,19 @@ def _set_done(future: asyncio.Future[None]) -> None:
 _signals: weakref.WeakValueDictionary[tuple[str, str], WorkSignal] = weakref.WeakValueDictionary()
 
 
-def _signal(store: str, queue: str) -> WorkSignal:
+def local_signal(store: str, queue: str) -> WorkSignal:
+    """The in-process signal of ``queue`` in the store named ``store`` (a driver's
+    :attr:`~wfe_sql.SqlDriver.name`): :meth:`WorkSignal.notify` wakes this process's
+    consumers waiting on it."""
     key = (store, queue)
     found = _signals.get(key)
     if found is None:
         found = WorkSignal()
         _signals[key] = found
     return found
+
+
+_signal = local_signal
 
 
 def _queue_name(queue: QueueType) -> str:
@@ -144,11 +163,17 @@ class SqlQueueProvider:
     async def queue_work(self, id: str, queue: QueueType) -> None:
         """Append ``id`` to ``queue`` unless it is already waiting there."""
         name = _queue_name(queue)
-        async with self._use() as s:
-            args = s.enqueue.args({"p_queue": name, "p_item": id})
-            added = await self.driver.execute(s.enqueue.sql, args, durable=False)
+        async with self._use():
+            added = await self._enqueue(name, id)
         if added:
             _signal(self.driver.name, name).notify()
+
+    async def _enqueue(self, name: str, id: str) -> bool:
+        """Insert ``id`` into queue ``name`` unless it waits there; return whether it was
+        added. A dialect may override it to also notify other processes."""
+        s = self._stmts
+        args = s.enqueue.args({"p_queue": name, "p_item": id})
+        return bool(await self.driver.execute(s.enqueue.sql, args, durable=False))
 
     async def _take(self, name: str) -> str | None:
         s = self._stmts
@@ -161,14 +186,22 @@ class SqlQueueProvider:
         s = self._stmts
         return await self.driver.fetchone(s.peek.sql, s.peek.args({"p_queue": name})) is not None
 
-    async def _wait(self, name: str, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds, less when work may have arrived (or on stop)."""
-        await _signal(self.driver.name, name).wait(timeout)
+    async def _wait(self, name: str, timeout: float, seen: int | None = None) -> None:
+        """Wait up to ``timeout`` seconds, less when work may have arrived (or on stop);
+        ``seen`` is the signal's version before the last look at the table."""
+        await _signal(self.driver.name, name).wait(timeout, seen)
+
+    def _poll_bounds(self) -> tuple[float, float]:
+        """The first pause and the longest pause between two looks at an empty queue
+        while ``dequeue_work`` waits (asked again after every pause)."""
+        return _MIN_POLL, self.poll_interval
 
     async def dequeue_work(self, queue: QueueType, timeout: float) -> str | None:
         """Take the oldest id from ``queue``, waiting up to ``timeout`` seconds for one."""
         name = _queue_name(queue)
+        signal = _signal(self.driver.name, name)  # held: it lives while we wait on it
         async with self._use():
+            seen = signal.version
             if await self._has_work(name):
                 item = await self._take(name)
                 if item is not None:
@@ -176,15 +209,16 @@ class SqlQueueProvider:
             if timeout <= 0 or self._stopped:
                 return None
             deadline = time.monotonic() + timeout
-            delay = _MIN_POLL
+            delay = self._poll_bounds()[0]
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
-                await self._wait(name, min(delay, left))
+                await self._wait(name, min(delay, left), seen)
                 if self.stopped:
                     return None
-                delay = min(delay * 2, self.poll_interval)
+                delay = min(delay * 2, self._poll_bounds()[1])
+                seen = signal.version
                 if await self._has_work(name):
                     item = await self._take(name)
                     if item is not None:

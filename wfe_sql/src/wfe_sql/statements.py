@@ -412,11 +412,15 @@ class QueueStatements:
             .values(queue=_b("queue"), item=_b("item"))
             .on_conflict_do_nothing(index_elements=[q.c.queue, q.c.item])
         )
+        # SKIP LOCKED (PostgreSQL; SQLite, with one writer, renders nothing): a consumer
+        # whose oldest row is being taken by another one takes the next row instead of
+        # waiting for it and then finding nothing.
         oldest = (
             select(q.c.seq)
             .where(q.c.queue == _b("queue"))
             .order_by(q.c.seq)
             .limit(1)
+            .with_for_update(skip_locked=True)
             .scalar_subquery()
         )
         self.dequeue = c(delete(q).where(q.c.seq == oldest).returning(q.c.item))
