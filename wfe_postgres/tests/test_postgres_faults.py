@@ -8,6 +8,7 @@ project's machines; without them the tests skip (and fail when CI is set).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -106,10 +107,8 @@ class PrivatePostgres:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def remove(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 
