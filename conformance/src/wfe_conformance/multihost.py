@@ -304,6 +304,19 @@ class MultiHostTests(SuiteBase):
         self._client(store_url, action)
         return found
 
+    def _diagnose(self, exc: AssertionError, logs: Path, store_url: str) -> str:
+        """What the workers did, for a failure message."""
+        counts = {
+            status.value: self._count(store_url, EventOrder.id, status) for status in WorkflowStatus
+        }
+        runs, _ = _runs(logs)
+        steps = Counter(step for (_, step) in runs.elements())
+        errors = "".join(
+            f"\n--- {err.name} (last lines) ---\n" + "\n".join(err.read_text().splitlines()[-15:])
+            for err in sorted(logs.glob("*.err"))
+        )
+        return f"{exc}; statuses {counts}; step runs {dict(steps)}{errors}"
+
     def test_workers_run_every_step_and_event_exactly_once_and_survive_a_kill(
         self, cluster: tuple[Path, dict[str, subprocess.Popen[bytes]]], store_url: str
     ) -> None:
@@ -325,13 +338,16 @@ class MultiHostTests(SuiteBase):
                 await host.publish_event(EVENT, key, f"paid:{key}")
 
         self._client(store_url, publish)
-        _wait_until(
-            lambda: (
-                self._count(store_url, EventOrder.id, WorkflowStatus.COMPLETE) == self.workflows
-            ),
-            self.timeout,
-            f"{self.workflows} workflows to complete",
-        )
+        try:
+            _wait_until(
+                lambda: (
+                    self._count(store_url, EventOrder.id, WorkflowStatus.COMPLETE) == self.workflows
+                ),
+                self.timeout,
+                f"{self.workflows} workflows to complete",
+            )
+        except AssertionError as exc:
+            raise AssertionError(self._diagnose(exc, logs, store_url)) from None
         runs, paid = _runs(logs)
         for workflow_id, key in zip(ids, keys, strict=True):
             for step in ("one", "two", "three"):
