@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -153,12 +154,14 @@ async def _serve(args: argparse.Namespace) -> None:
         await stop.wait()
 
 
-def _wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+def _wait_until(
+    check: Callable[[], bool], timeout: float, what: str, interval: float = 0.1
+) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 def _runs(logs: Path) -> tuple[Counter[tuple[str, str]], dict[str, list[str]]]:
@@ -315,7 +318,39 @@ class MultiHostTests(SuiteBase):
             f"\n--- {err.name} (last lines) ---\n" + "\n".join(err.read_text().splitlines()[-15:])
             for err in sorted(logs.glob("*.err"))
         )
-        return f"{exc}; statuses {counts}; step runs {dict(steps)}{errors}"
+        stuck: list[str] = []
+
+        async def inspect_stuck(host: WorkflowHost) -> None:
+            store = host.persistence
+            page = await store.query_workflows(
+                status=WorkflowStatus.RUNNABLE, definition_id=EventOrder.id, take=3
+            )
+            for inst in page:
+                key = inst.data.key
+                subs = await store.get_subscriptions(EVENT, key, datetime(9999, 1, 1, tzinfo=UTC))
+                events = [
+                    await store.get_event(i)
+                    for i in await store.get_events(EVENT, key, datetime(2000, 1, 1, tzinfo=UTC))
+                ]
+                pointers = [
+                    (
+                        p.step_id,
+                        p.status.value,
+                        p.active,
+                        p.event_published,
+                        p.sleep_until,
+                        p.end_time is not None,
+                    )
+                    for p in inst.execution_pointers
+                ]
+                stuck.append(
+                    f"\n{inst.id} key={key} rev={inst.revision} next={inst.next_execution} "
+                    f"pointers={pointers} subs={[(x.id, x.subscribe_as_of) for x in subs]} "
+                    f"events={[(e.id, e.event_time, e.is_processed) for e in events]}"
+                )
+
+        self._client(store_url, inspect_stuck)
+        return f"{exc}; statuses {counts}; step runs {dict(steps)}{''.join(stuck)}{errors}"
 
     def test_workers_run_every_step_and_event_exactly_once_and_survive_a_kill(
         self, cluster: tuple[Path, dict[str, subprocess.Popen[bytes]]], store_url: str
@@ -338,13 +373,19 @@ class MultiHostTests(SuiteBase):
                 await host.publish_event(EVENT, key, f"paid:{key}")
 
         self._client(store_url, publish)
-        try:
+        try:  # watch the step logs (cheap), then confirm in the store (loads instances)
+            _wait_until(
+                lambda: sum(1 for (_, step) in _runs(logs)[0] if step == "three") >= self.workflows,
+                self.timeout,
+                f"the last step of {self.workflows} workflows",
+            )
             _wait_until(
                 lambda: (
                     self._count(store_url, EventOrder.id, WorkflowStatus.COMPLETE) == self.workflows
                 ),
-                self.timeout,
-                f"{self.workflows} workflows to complete",
+                30,
+                f"{self.workflows} workflows to be stored complete",
+                interval=0.5,
             )
         except AssertionError as exc:
             raise AssertionError(self._diagnose(exc, logs, store_url)) from None
@@ -386,6 +427,7 @@ class MultiHostTests(SuiteBase):
             lambda: self._count(store_url, Crashing.id, WorkflowStatus.COMPLETE) == self.crashing,
             self.timeout,
             "the crashing workflows to complete on the surviving workers",
+            interval=0.5,
         )
         runs, _ = _runs(logs)
         ended = _by_worker(logs, "slow-end")
@@ -412,6 +454,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ["WFE_MH_LOG_DIR"] = args.log_dir
     os.environ["WFE_MH_NAME"] = args.name
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("wfe").setLevel(os.environ.get("WFE_MH_LOG_LEVEL", "WARNING"))
     asyncio.run(_serve(args))
 
 

@@ -738,7 +738,8 @@ class WorkflowHost:
         lock_name = _workflow_lock(workflow_id)
         if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
             return
-        renewer = asyncio.create_task(self._renew(lock_name, control))
+        pass_over = asyncio.Event()
+        renewer = asyncio.create_task(self._renew(lock_name, control, pass_over))
         instance: WorkflowInstance | None = None
         try:
             try:
@@ -766,6 +767,10 @@ class WorkflowHost:
                 return
             await self._run_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, instance)
         finally:
+            # The flag ends the renewer even if a driver swallows the cancellation
+            # (asyncio.wait_for can on Python 3.11): a renewer that lived on would
+            # hold the lock for ever.
+            pass_over.set()
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
@@ -785,10 +790,13 @@ class WorkflowHost:
             else:
                 self._wake_at(QueueType.WORKFLOW, workflow_id, instance.next_execution)
 
-    async def _renew(self, lock_name: str, control: PassControl) -> None:
+    async def _renew(self, lock_name: str, control: PassControl, over: asyncio.Event) -> None:
         interval = self.options.lock_ttl / 3
-        while True:
-            await asyncio.sleep(interval)
+        while not over.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(over.wait(), interval)
+            if over.is_set():
+                return
             try:
                 ok = await self.lock_provider.renew_lock(lock_name, self.options.lock_ttl)
             except Exception:
@@ -815,6 +823,7 @@ class WorkflowHost:
         if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
             # someone else is delivering it; look again soon in case they finished
             # just before a new subscription asked for it again
+            log.debug("event %s is locked elsewhere; looking again soon", event_id)
             self._wake_at(QueueType.EVENT, event_id, utcnow() + timedelta(milliseconds=50))
             return
         complete = True
@@ -876,11 +885,13 @@ class WorkflowHost:
                 with contextlib.suppress(EventNotFound):
                     other = await self.persistence.get_event(other_id)
                     if not other.is_processed and other.event_time <= utcnow():
+                        log.debug("event %s waits for the older event %s", event.id, other_id)
                         await self._hint(other_id, QueueType.EVENT)
                         return False
         wid = sub.workflow_id
         lock_name = _workflow_lock(wid)
         if not await self._acquire(lock_name):
+            log.debug("event %s: workflow %s stays locked; trying again later", event.id, wid)
             return False
         try:
             try:
