@@ -1,0 +1,1 @@
+"""Benchmark harness for wfe (and DBOS side by side): ``python -m bench``."""
