@@ -375,7 +375,9 @@ class _Pass:
                     c = self._new_pointer(child, scope=scope, predecessor=p.id, item=value)
                     new_ids.append(c.id)
                     self._open_pointer(c)
-            p.children = [*p.children, *new_ids]
+            # only the latest round: a loop re-branches every iteration, and keeping
+            # every round would make each checkpoint grow with the iteration count
+            p.children = new_ids
             p.sleep_until = None
             if self._runnable(p):
                 self.ready.append(p)

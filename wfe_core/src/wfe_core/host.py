@@ -435,23 +435,34 @@ class WorkflowHost:
         deadline = time.monotonic() + timeout
         delay = 0.005
         ended = self._ended.setdefault(workflow_id, asyncio.Event())
+        woke = True
+        status = "unknown"
         try:
             while True:
-                ended.clear()
-                instance = await self.persistence.get_workflow_instance(workflow_id)
-                if instance.status in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED):
-                    return instance
+                # while this host runs the workflow its end is signalled here, so the
+                # store is read again only when signalled or when nobody here runs it
+                # (a big instance is not reloaded over and over under a running loop)
+                if woke or workflow_id not in self._active:
+                    ended.clear()
+                    instance = await self.persistence.get_workflow_instance(workflow_id)
+                    if instance.status in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED):
+                        return instance
+                    status = instance.status.value
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(
-                        f"workflow {workflow_id} did not finish within {timeout}s "
-                        f"(status {instance.status.value})"
+                        f"workflow {workflow_id} did not finish within {timeout}s (status {status})"
                     )
-                with contextlib.suppress(TimeoutError):
+                woke = False
+                try:
                     await asyncio.wait_for(ended.wait(), min(delay, left))
+                    woke = True
+                except TimeoutError:
+                    pass
                 delay = min(delay * 2, 0.25)
         finally:
-            self._ended.pop(workflow_id, None)
+            if self._ended.get(workflow_id) is ended:
+                self._ended.pop(workflow_id, None)
 
     async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
         """Load an instance (WorkflowNotFound when unknown)."""

@@ -123,8 +123,9 @@ class ExecutionPointer:
     """One token on one step of a workflow instance.
 
     ``scope`` lists the ids of the enclosing container pointers, innermost first.
-    ``children`` lists the ids of the child pointers this (container) pointer spawned,
-    in the order they were spawned.
+    ``children`` lists the ids of the child pointers this (container) pointer spawned
+    in its latest branch round, in the order they were spawned (a loop keeps only the
+    current iteration's; every descendant names the container in its ``scope``).
     """
 
     id: str = field(default_factory=new_id)
