@@ -33,10 +33,38 @@ __all__ = [
     "ScheduledCommandRepository",
     "SubscriptionRepository",
     "WorkflowRepository",
+    "check_aware",
+    "check_non_negative",
+    "id_list",
 ]
 
 CommandHandler = Callable[[ScheduledCommand], Awaitable[None]]
 """The coroutine function ``process_commands`` hands each due command to."""
+
+
+def check_aware(value: datetime | None, what: str) -> None:
+    """Argument check for providers: refuse a naive datetime with ``ValueError`` and a
+    non-datetime with ``TypeError`` (``what`` names the argument); None passes."""
+    if value is None:
+        return
+    if not isinstance(value, datetime):
+        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got the naive {value!r}")
+
+
+def check_non_negative(value: int, what: str) -> None:
+    """Argument check for providers: refuse a negative count with ``ValueError``."""
+    if value < 0:
+        raise ValueError(f"{what} must be >= 0, not {value!r}")
+
+
+def id_list(ids: Iterable[str], what: str) -> list[str]:
+    """Argument check for providers: a list of ids from an iterable (a lone string is
+    refused with ``TypeError``, not split into characters)."""
+    if isinstance(ids, str):
+        raise TypeError(f"{what} must be an iterable of ids, not a single string")
+    return list(ids)
 
 
 @runtime_checkable

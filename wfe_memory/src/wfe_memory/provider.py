@@ -48,6 +48,9 @@ from wfe_core.models import (
     utcnow,
 )
 from wfe_core.persistence import CommandHandler
+from wfe_core.persistence import check_aware as _check_aware
+from wfe_core.persistence import check_non_negative as _non_negative
+from wfe_core.persistence import id_list as _id_list
 from wfe_core.serialization import JSONValue, Serializer, default_serializer
 
 if TYPE_CHECKING:
@@ -93,16 +96,6 @@ def _copy_plain(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
-def _check_aware(value: datetime | None, what: str) -> None:
-    """Refuse a naive datetime with ``ValueError`` (``what`` names the argument)."""
-    if value is None:
-        return
-    if not isinstance(value, datetime):
-        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got the naive {value!r}")
-
-
 def _utc(value: datetime | None, what: str) -> datetime | None:
     """Check that ``value`` is aware and return the same instant in UTC."""
     _check_aware(value, what)
@@ -117,17 +110,6 @@ def _required_utc(value: datetime, what: str) -> datetime:
     result = _utc(value, what)
     assert result is not None
     return result
-
-
-def _non_negative(value: int, what: str) -> None:
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0, not {value!r}")
-
-
-def _id_list(ids: Iterable[str], what: str) -> list[str]:
-    if isinstance(ids, str):
-        raise TypeError(f"{what} must be an iterable of ids, not a single string")
-    return list(ids)
 
 
 def _capability_set(capabilities: Iterable[Capability]) -> frozenset[Capability]:

@@ -46,6 +46,9 @@ from wfe_core.models import (
     utcnow,
 )
 from wfe_core.persistence import CommandHandler
+from wfe_core.persistence import check_aware as _check_aware
+from wfe_core.persistence import check_non_negative as _non_negative
+from wfe_core.persistence import id_list as _id_list
 from wfe_core.serialization import Serializer, default_serializer
 
 from wfe_sql.driver import BatchAborted, IntegrityViolation, Op, Row, SqlDriver
@@ -142,26 +145,6 @@ assert ERROR_COLUMNS == (
     "error_type",
     "traceback",
 )
-
-
-def _check_aware(value: datetime | None, what: str) -> None:
-    if value is None:
-        return
-    if not isinstance(value, datetime):
-        raise TypeError(f"{what} must be a datetime, not {type(value).__name__}")
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"{what} must be a timezone-aware datetime (UTC), got the naive {value!r}")
-
-
-def _non_negative(value: int, what: str) -> None:
-    if value < 0:
-        raise ValueError(f"{what} must be >= 0, not {value!r}")
-
-
-def _id_list(ids: Iterable[str], what: str) -> list[str]:
-    if isinstance(ids, str):
-        raise TypeError(f"{what} must be an iterable of ids, not a single string")
-    return list(ids)
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:
