@@ -584,7 +584,7 @@ async def test_work_queued_while_the_listener_was_down_is_found(url: str, schema
     )
     await consumer.start()
     try:
-        waiter = asyncio.create_task(consumer.dequeue_work(QueueType.INDEX, 10.0))
+        waiter = asyncio.create_task(consumer.dequeue_work(QueueType.INDEX, 25.0))
         await asyncio.sleep(0.1)
         async with raw(url, schema) as conn:
             await conn.execute(
@@ -594,7 +594,7 @@ async def test_work_queued_while_the_listener_was_down_is_found(url: str, schema
             )
             # queued without a notification (as if sent while nobody listened)
             await conn.execute("INSERT INTO wfe_queue (queue, item) VALUES ('index', 'quiet')")
-        with anyio.fail_after(3):
+        with anyio.fail_after(15):  # well under the 30 s poll: the reconnect finds it
             assert await waiter == "quiet"
     finally:
         await consumer.stop()

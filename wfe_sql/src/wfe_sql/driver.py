@@ -32,11 +32,11 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
-from typing import Any, Protocol, cast
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
@@ -46,6 +46,7 @@ from wfe_core.errors import WfeError
 
 __all__ = [
     "BatchAborted",
+    "DriverComponent",
     "IntegrityViolation",
     "Op",
     "Row",
@@ -340,3 +341,46 @@ async def _run_session(session: SqlSession, ops: Sequence[Op]) -> list[Any]:
                 raise BatchAborted(index, count)
             out.append(count)
     return out
+
+
+S = TypeVar("S")
+
+
+class DriverComponent(Generic[S]):
+    """Base of the table-backed lock and queue providers: a driver, its compiled
+    statements, and the attach/detach bookkeeping that keeps the store open from
+    ``start`` to ``stop`` (or just for one call when not started)."""
+
+    def __init__(self, driver: SqlDriver, stmts: S) -> None:
+        self.driver = driver
+        self._stmts = stmts
+        self._attached = False
+
+    @asynccontextmanager
+    async def _use(self) -> AsyncIterator[S]:
+        """The statements, with the store open: held from :meth:`_open` to
+        :meth:`_close`, or just for this call when the component is not started."""
+        if self._attached:
+            await self.driver.ensure_schema()
+            yield self._stmts
+            return
+        self.driver.attach(self)
+        try:
+            await self.driver.ensure_schema()
+            yield self._stmts
+        finally:
+            if not self._attached:
+                await self.driver.detach(self)
+
+    async def _open(self) -> None:
+        """Keep the store open (creating the schema if needed); idempotent."""
+        if not self._attached:
+            self.driver.attach(self)
+            self._attached = True
+        await self.driver.ensure_schema()
+
+    async def _close(self) -> None:
+        """Let go of the store; idempotent."""
+        if self._attached:
+            self._attached = False
+            await self.driver.detach(self)

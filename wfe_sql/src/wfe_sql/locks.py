@@ -15,13 +15,11 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from wfe_core.errors import WfeError
 
-from wfe_sql.driver import SqlDriver
+from wfe_sql.driver import DriverComponent, SqlDriver
 from wfe_sql.statements import LockStatements
 
 if TYPE_CHECKING:
@@ -42,7 +40,7 @@ def _now_micros() -> int:
     return time.time_ns() // 1000
 
 
-class SqlLockProvider:
+class SqlLockProvider(DriverComponent[LockStatements]):
     """Leases in the ``wfe_locks`` table, shared by every process on the store.
 
     Each provider instance is one owner (``owner_id``, a UUID unless given). Locks are
@@ -53,30 +51,12 @@ class SqlLockProvider:
     """
 
     def __init__(self, driver: SqlDriver, *, owner_id: str | None = None) -> None:
-        self.driver = driver
         self.owner_id: str = owner_id or str(uuid.uuid4())
-        self._stmts: LockStatements = driver.cached("wfe_sql.locks", LockStatements)
-        self._attached = False
+        super().__init__(driver, driver.cached("wfe_sql.locks", LockStatements))
         self._acquired = False  # whether stop() may have leases to release
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.driver.name} owner={self.owner_id}>"
-
-    @asynccontextmanager
-    async def _use(self) -> AsyncIterator[LockStatements]:
-        """The statements, with the store open: held from :meth:`start` to :meth:`stop`,
-        or just for this call when the provider is not started."""
-        if self._attached:
-            await self.driver.ensure_schema()
-            yield self._stmts
-            return
-        self.driver.attach(self)
-        try:
-            await self.driver.ensure_schema()
-            yield self._stmts
-        finally:
-            if not self._attached:
-                await self.driver.detach(self)
 
     async def acquire_lock(self, resource: str, ttl: float) -> bool:
         """Take the lease on ``resource`` for ``ttl`` seconds if it is free or expired."""
@@ -116,10 +96,7 @@ class SqlLockProvider:
     async def start(self) -> None:
         """Open the store (creating the schema if needed) and keep it open until
         :meth:`stop`; idempotent."""
-        if not self._attached:
-            self.driver.attach(self)
-            self._attached = True
-        await self.driver.ensure_schema()
+        await self._open()
 
     async def stop(self) -> None:
         """Release every lease this owner holds and let go of the connections; idempotent."""
@@ -135,9 +112,7 @@ class SqlLockProvider:
                     self.owner_id,
                     exc_info=True,
                 )
-        if self._attached:
-            self._attached = False
-            await self.driver.detach(self)
+        await self._close()
 
 
 if TYPE_CHECKING:

@@ -24,13 +24,11 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from wfe_core.models import QueueType
 
-from wfe_sql.driver import SqlDriver
+from wfe_sql.driver import DriverComponent, SqlDriver
 from wfe_sql.statements import QueueStatements
 
 if TYPE_CHECKING:
@@ -114,7 +112,7 @@ def _queue_name(queue: QueueType) -> str:
         raise ValueError(f"unknown queue {queue!r}; expected a QueueType") from None
 
 
-class SqlQueueProvider:
+class SqlQueueProvider(DriverComponent[QueueStatements]):
     """FIFO queues of ids in the ``wfe_queue`` table (see the module docstring).
 
     ``poll_interval`` is the longest pause between two looks at an empty queue while a
@@ -125,10 +123,8 @@ class SqlQueueProvider:
     def __init__(self, driver: SqlDriver, *, poll_interval: float = 0.02) -> None:
         if not poll_interval > 0:
             raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
-        self.driver = driver
         self.poll_interval = poll_interval
-        self._stmts: QueueStatements = driver.cached("wfe_sql.queues", QueueStatements)
-        self._attached = False
+        super().__init__(driver, driver.cached("wfe_sql.queues", QueueStatements))
         self._stopped = False
 
     def __repr__(self) -> str:
@@ -143,22 +139,6 @@ class SqlQueueProvider:
     def is_dequeue_blocking(self) -> bool:
         """True: ``dequeue_work`` waits for work up to its timeout."""
         return True
-
-    @asynccontextmanager
-    async def _use(self) -> AsyncIterator[QueueStatements]:
-        """The statements, with the store open: held from :meth:`start` to :meth:`stop`,
-        or just for this call when the provider is not started."""
-        if self._attached:
-            await self.driver.ensure_schema()
-            yield self._stmts
-            return
-        self.driver.attach(self)
-        try:
-            await self.driver.ensure_schema()
-            yield self._stmts
-        finally:
-            if not self._attached:
-                await self.driver.detach(self)
 
     async def queue_work(self, id: str, queue: QueueType) -> None:
         """Append ``id`` to ``queue`` unless it is already waiting there."""
@@ -228,10 +208,7 @@ class SqlQueueProvider:
         """Open the store (creating the schema if needed), keep it open until
         :meth:`stop`, and allow waiting; idempotent."""
         self._stopped = False
-        if not self._attached:
-            self.driver.attach(self)
-            self._attached = True
-        await self.driver.ensure_schema()
+        await self._open()
 
     async def stop(self) -> None:
         """Wake this provider's waiting consumers (they return None) and let go of the
@@ -239,9 +216,7 @@ class SqlQueueProvider:
         self._stopped = True
         for queue in QueueType:  # waiters of other providers just look again
             _signal(self.driver.name, queue.value).notify()
-        if self._attached:
-            self._attached = False
-            await self.driver.detach(self)
+        await self._close()
 
 
 if TYPE_CHECKING:
