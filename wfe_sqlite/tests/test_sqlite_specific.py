@@ -376,7 +376,8 @@ async def test_checkpoints_run_at_full_while_hints_interleave(db: Path) -> None:
         elif text.startswith("BEGIN IMMEDIATE"):
             transactions += 1
             assert level == "FULL", "a checkpoint transaction ran without synchronous=FULL"
-    assert transactions == 60
+    # 60 write batches (30 creates, 30 checkpoints), group-committed: at most 60 transactions
+    assert 1 <= transactions <= 60
     assert "NORMAL" in {s.upper().rsplit("=", 1)[-1].strip() for s in log.statements}
 
 

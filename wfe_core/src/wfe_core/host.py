@@ -368,11 +368,38 @@ class WorkflowHost:
         definition = self.registry.get(definition_id, version)
         instance = self._new_instance(definition, data, reference)
         await self._run_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, instance)
-        await self.persistence.create_workflow(instance)
-        await self._publish_lifecycle(
-            self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, instance)
-        )
-        await self._hint(instance.id, QueueType.WORKFLOW)
+        # A running host with a free slot runs the new instance itself: it takes the
+        # instance's lock *before* the instance exists (so no other host can run it in
+        # between), writes it, and hands instance and lock to a local pass -- no queue
+        # round trip, no reload. If this process dies first, the lock's lease runs out
+        # and the poller finds the stored instance, as after a crash mid-pass.
+        lock_name = _workflow_lock(instance.id)
+        local = await self._local_slot()
+        if local:
+            try:
+                local = await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl)
+            except Exception as exc:
+                log.debug("start_workflow: no local run (%s); queueing it", exc)
+                local = False
+            if not local:
+                self._release_slot()
+        try:
+            await self.persistence.create_workflow(instance)
+        except BaseException:
+            if local:
+                self._release_slot()
+                with contextlib.suppress(Exception):
+                    await self.lock_provider.release_lock(lock_name)
+            raise
+        try:
+            await self._publish_lifecycle(
+                self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, instance)
+            )
+        finally:
+            if local:
+                self._spawn_local(instance)
+        if not local:
+            await self._hint(instance.id, QueueType.WORKFLOW)
         return instance.id
 
     def _new_instance(
@@ -494,8 +521,16 @@ class WorkflowHost:
             event_time=effective_date or now,
             id=new_id(),
         )
-        await self.persistence.create_event(event)
-        if event.event_time > now:
+        local = event.event_time <= now and await self._local_slot(QueueType.EVENT)
+        try:
+            await self.persistence.create_event(event)
+        except BaseException:
+            if local:
+                self._release_slot(QueueType.EVENT)
+            raise
+        if local:  # deliver it here: no queue round trip, no reload of the event
+            self._spawn_event(event)
+        elif event.event_time > now:
             if Capability.SCHEDULED_COMMANDS in self.persistence.capabilities:
                 await self.persistence.schedule_command(
                     ScheduledCommand(ScheduledCommand.PROCESS_EVENT, event.id, event.event_time)
@@ -628,7 +663,12 @@ class WorkflowHost:
         item: str,
         queue: QueueType,
         slots: asyncio.Semaphore,
+        *,
+        queued: bool = True,
     ) -> None:
+        """Run ``handler(item)`` holding one of ``slots``; errors are logged (the work
+        stays in the store and is retried). ``queued``: the item came from the queue
+        (acknowledged afterwards), not from a local hand-off."""
         try:
             await handler(item)
         except asyncio.CancelledError:
@@ -639,12 +679,57 @@ class WorkflowHost:
         except Exception:
             log.exception("processing %s %s failed; it will be retried", queue.value, item)
         slots.release()
-        ack = getattr(self.queue_provider, "ack", None)
+        ack = getattr(self.queue_provider, "ack", None) if queued else None
         if ack is not None:  # queues that redeliver unacknowledged items
             try:
                 await ack(item, queue)
             except Exception as exc:
                 log.warning("could not acknowledge %s %s: %s", queue.value, item, exc)
+
+    async def _local_slot(self, queue: QueueType = QueueType.WORKFLOW) -> bool:
+        """Take a free slot of ``queue`` for work this host hands to itself; False (and
+        nothing taken) when the host is not running or every slot is busy."""
+        slots = self._wf_slots if queue is QueueType.WORKFLOW else self._evt_slots
+        if not self._running or slots is None or slots.locked():
+            return False
+        await slots.acquire()  # free: returns at once
+        return True
+
+    def _release_slot(self, queue: QueueType = QueueType.WORKFLOW) -> None:
+        slots = self._wf_slots if queue is QueueType.WORKFLOW else self._evt_slots
+        if slots is not None:
+            slots.release()
+
+    def _spawn_local(self, instance: WorkflowInstance) -> None:
+        """Run passes of ``instance`` here, in a task holding a slot taken by
+        :meth:`_local_slot`; its workflow lock is held already and the task takes it
+        over (the first pass uses ``instance`` as it is: this host just wrote it)."""
+        slots = self._wf_slots
+        assert slots is not None
+
+        async def handler(workflow_id: str) -> None:
+            await self._process_workflow(workflow_id, instance)
+
+        task = asyncio.create_task(
+            self._guarded(handler, instance.id, QueueType.WORKFLOW, slots, queued=False)
+        )
+        self._items.add(task)
+        task.add_done_callback(self._items.discard)
+
+    def _spawn_event(self, event: Event) -> None:
+        """Deliver ``event`` (just stored by this host) here, in a task holding an event
+        slot taken by :meth:`_local_slot`."""
+        slots = self._evt_slots
+        assert slots is not None
+
+        async def handler(event_id: str) -> None:
+            await self._process_event(event_id, event)
+
+        task = asyncio.create_task(
+            self._guarded(handler, event.id, QueueType.EVENT, slots, queued=False)
+        )
+        self._items.add(task)
+        task.add_done_callback(self._items.discard)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -727,34 +812,47 @@ class WorkflowHost:
         self._timers[key] = loop.call_later(max(delay, 0.0), fire)
 
     # ------------------------------------------------------------------ passes
-    async def _process_workflow(self, workflow_id: str) -> None:
-        if workflow_id in self._held:
+    async def _process_workflow(
+        self, workflow_id: str, held: WorkflowInstance | None = None
+    ) -> None:
+        """Run passes of one workflow until it needs none now. ``held``: the instance as
+        this host just wrote it, its workflow lock held by this host and handed over
+        (the first pass neither takes the lock nor loads the instance)."""
+        if held is None and workflow_id in self._held:
             return  # suspend/resume/terminate in progress; it queues the id again
         if workflow_id in self._active:
             self._again.add(workflow_id)
+            if held is not None:  # callers check first; never strand the handed lock
+                await self.lock_provider.release_lock(_workflow_lock(workflow_id))
             return
         control = PassControl()
         self._active[workflow_id] = control
         try:
             while True:
                 self._again.discard(workflow_id)
-                await self._run_pass(workflow_id, control)
+                await self._run_pass(workflow_id, control, held)
+                held = None
                 if workflow_id not in self._again or not self._running or control.stop_requested:
                     break
         finally:
             self._active.pop(workflow_id, None)
             self._again.discard(workflow_id)
 
-    async def _run_pass(self, workflow_id: str, control: PassControl) -> None:
+    async def _run_pass(
+        self, workflow_id: str, control: PassControl, held: WorkflowInstance | None = None
+    ) -> None:
         lock_name = _workflow_lock(workflow_id)
-        if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+        if held is None and not await self.lock_provider.acquire_lock(
+            lock_name, self.options.lock_ttl
+        ):
             return
         pass_over = asyncio.Event()
         renewer = asyncio.create_task(self._renew(lock_name, control, pass_over))
-        instance: WorkflowInstance | None = None
+        instance: WorkflowInstance | None = held
         try:
             try:
-                instance = await self.persistence.get_workflow_instance(workflow_id)
+                if instance is None:
+                    instance = await self.persistence.get_workflow_instance(workflow_id)
             except WorkflowNotFound:
                 return
             if instance.status is not WorkflowStatus.RUNNABLE:
@@ -829,7 +927,10 @@ class WorkflowHost:
         return False
 
     # ------------------------------------------------------------------ events
-    async def _process_event(self, event_id: str) -> None:
+    async def _process_event(self, event_id: str, known: Event | None = None) -> None:
+        """Deliver one event under its lock. ``known``: the event as this host just
+        stored it (not read again; delivery re-checks every pointer under its
+        workflow's lock, so a copy that is stale by now delivers nothing twice)."""
         lock_name = f"wfe:event:{event_id}"
         if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
             # someone else is delivering it; look again soon in case they finished
@@ -840,7 +941,7 @@ class WorkflowHost:
         complete = True
         try:
             try:
-                event = await self.persistence.get_event(event_id)
+                event = known or await self.persistence.get_event(event_id)
             except EventNotFound:
                 return
             if event.is_processed:
@@ -904,6 +1005,7 @@ class WorkflowHost:
         if not await self._acquire(lock_name):
             log.debug("event %s: workflow %s stays locked; trying again later", event.id, wid)
             return False
+        handed = False  # the lock and the saved instance went to a local pass
         try:
             try:
                 instance = await self.persistence.get_workflow_instance(wid)
@@ -923,11 +1025,23 @@ class WorkflowHost:
                     p.sleep_until = None
                     instance.next_execution = utcnow()
                     await self.persistence.persist_workflow(instance)
+                    if (
+                        instance.status is WorkflowStatus.RUNNABLE
+                        and wid not in self._active
+                        and wid not in self._held
+                        and await self._local_slot()
+                    ):
+                        # Resume it here, now: the pass takes over the lock and the
+                        # instance just saved (no release, queue hop, re-lock, reload).
+                        self._spawn_local(instance)
+                        handed = True
             with contextlib.suppress(SubscriptionNotFound):
                 await self.persistence.terminate_subscription(sub.id)
         finally:
-            await self.lock_provider.release_lock(lock_name)
-        await self._hint(wid, QueueType.WORKFLOW)
+            if not handed:
+                await self.lock_provider.release_lock(lock_name)
+        if not handed:
+            await self._hint(wid, QueueType.WORKFLOW)
         return True
 
     async def _catch_up(self, sub: EventSubscription) -> None:

@@ -57,6 +57,7 @@ from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from wfe_core.errors import ProviderUnavailable, WfeError
 from wfe_core.models import QueueType
 from wfe_sql.driver import BatchAborted, IntegrityViolation, Op, Row, SqlDriver
+from wfe_sql.group_commit import GroupCommit, Outcome, skip_or_abort
 from wfe_sql.queues import local_signal
 
 from wfe_postgres.url import PostgresUrl, parse_postgres_url
@@ -98,6 +99,7 @@ DEFAULTS: dict[str, Any] = {
     "statement_cache_size": 100,
     "listen_keepalive": 10.0,
     "hint_pool_size": 2,
+    "write_groups": 3,
 }
 """The driver options' defaults (see :class:`PostgresDriver`)."""
 
@@ -195,6 +197,10 @@ class PostgresDriver(SqlDriver):
       without waiting for the disk (``synchronous_commit=off``: a lease or hint lost in
       a server crash only frees a lock early or delays work until the next poll); 0
       sends them through the main pool, committed like everything else;
+    - ``write_groups``: how many group-committed write transactions run at once (write
+      batches -- step checkpoints, ... -- that queue up meanwhile share the next one:
+      one ``COMMIT``, one flush of the log for all of them; see
+      :mod:`wfe_sql.group_commit`; at most ``max_size`` run at once);
     - ``server_settings``: other session settings (``search_path`` is the schema's).
     """
 
@@ -214,6 +220,7 @@ class PostgresDriver(SqlDriver):
         statement_cache_size: int | None = None,
         listen_keepalive: float | None = None,
         hint_pool_size: int | None = None,
+        write_groups: int | None = None,
         server_settings: dict[str, str] | None = None,
     ) -> None:
         super().__init__()
@@ -229,6 +236,7 @@ class PostgresDriver(SqlDriver):
             "statement_cache_size": statement_cache_size,
             "listen_keepalive": listen_keepalive,
             "hint_pool_size": hint_pool_size,
+            "write_groups": write_groups,
         }
         # The URL's other options (poll_interval, command_lease) are its components'.
         value = {
@@ -256,6 +264,11 @@ class PostgresDriver(SqlDriver):
         )
         self.hint_pool_size: int = _positive(
             "hint_pool_size", value["hint_pool_size"], integer=True, zero=True
+        )
+        self.write_groups: int = _positive("write_groups", value["write_groups"], integer=True)
+        # More transactions at once than pool connections would only wait for one.
+        self._groups = GroupCommit(
+            self._write_group, max_groups=min(self.write_groups, self.max_size)
         )
         settings = {"application_name": "wfe", **(server_settings or {})}
         if "search_path" in settings:
@@ -545,6 +558,7 @@ class PostgresDriver(SqlDriver):
                     await pool.expire_connections()
 
     async def _close_connections(self) -> None:
+        await self._groups.drain()
         await self.listener.close()
         if self._connecting:  # attempts whose callers were cancelled: let them end
             pending = set(self._connecting)
@@ -655,9 +669,15 @@ class PostgresDriver(SqlDriver):
         return self._transaction("read_committed", False, migration=True)
 
     async def write_batch(self, ops: Sequence[Op]) -> list[Any]:
-        """The whole batch in one ``READ COMMITTED`` transaction: ``BEGIN``, one round trip
-        per step (an ``executemany`` step is one pipelined round trip), ``COMMIT``."""
-        return await self._run(lambda conn: _run_batch(conn, ops, "read_committed", False))
+        """One atomic batch, group-committed (:mod:`wfe_sql.group_commit`): it shares a
+        ``READ COMMITTED`` transaction -- ``BEGIN``, one round trip per step (an
+        ``executemany`` step is one pipelined round trip), one ``COMMIT`` -- with the
+        batches queued meanwhile (``write_groups`` such transactions at a time)."""
+        return await self._groups.submit(ops)
+
+    async def _write_group(self, batches: list[Sequence[Op]]) -> list[Outcome]:
+        """One group-commit transaction (the :class:`GroupCommit` hook)."""
+        return await self._run(lambda conn: _run_group(conn, batches))
 
     async def read_batch(self, ops: Sequence[Op]) -> list[Any]:
         """Reading steps on one snapshot (one statement needs no transaction)."""
@@ -740,6 +760,30 @@ class _Session:
             return row
         except Exception as exc:
             self._driver._raise(exc)
+
+
+async def _run_group(conn: asyncpg.Connection, batches: list[Sequence[Op]]) -> list[Outcome]:
+    """The batches of a group in one ``READ COMMITTED`` transaction (rules in
+    :mod:`wfe_sql.group_commit`)."""
+    outcomes: list[Outcome] = []
+    async with conn.transaction(isolation="read_committed"):
+        for ops in batches:
+            out: list[Any] = []
+            for index, op in enumerate(ops):
+                if op.rows is not None:
+                    await conn.executemany(op.sql, op.rows)
+                    out.append(len(op.rows))
+                elif op.fetch:
+                    out.append(list(await conn.fetch(op.sql, *op.args)))
+                else:
+                    count = _rowcount(await conn.execute(op.sql, *op.args))
+                    if op.expect is not None and count != op.expect:
+                        outcomes.append(skip_or_abort(index, count))
+                        break
+                    out.append(count)
+            else:
+                outcomes.append(out)
+    return outcomes
 
 
 async def _run_batch(

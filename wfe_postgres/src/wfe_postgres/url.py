@@ -58,6 +58,7 @@ URL_OPTIONS: dict[str, Any] = {
     "statement_cache_size": int,
     "listen_keepalive": float,
     "hint_pool_size": int,
+    "write_groups": int,
     "poll_interval": float,
     "command_lease": float,
 }

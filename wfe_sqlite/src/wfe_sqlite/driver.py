@@ -2,12 +2,17 @@
 
 Connections (each aiosqlite connection runs in a thread of its own):
 
-- one **writer**: every write of this process goes through it, one transaction at a time
-  (an :class:`asyncio.Lock`): SQLite allows one writer per database file, so a pool of
-  writers would only queue inside SQLite instead. Multi-statement writes run in
-  ``BEGIN IMMEDIATE`` transactions, which take the file's write lock up front (waiting
-  up to ``busy_timeout`` for another process to finish), so they never fail half-way
-  on a lock.
+- one **writer**: every write of this process goes through it: SQLite allows one writer
+  per database file, so a pool of writers would only queue inside SQLite instead. Each
+  write is one self-contained unit of work handed to the writer's thread in one hop
+  (a single autocommit statement, or a whole ``BEGIN IMMEDIATE`` ... ``COMMIT``), so
+  units queue up on that thread back to back and it never waits for the event loop
+  between them. Write batches (step checkpoints, ...) are group-committed
+  (:mod:`wfe_sql.group_commit`): those that queue up while the writer is busy share one
+  transaction and one sync of the log. ``BEGIN IMMEDIATE`` takes the file's write lock
+  up front (waiting up to ``busy_timeout`` for another process to finish), so a
+  transaction never fails half-way on a lock. The rare multi-hop transaction
+  (:meth:`SqliteDriver.write`, migrations) holds the writer alone while it is open.
 - up to ``readers`` **readers** (opened on first use), in WAL mode reading a consistent
   snapshot while a writer writes. A multi-statement read runs in one read transaction.
 - ``:memory:``: one connection does everything (under the lock), since each connection
@@ -24,11 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, TypeVar
 
@@ -39,7 +45,8 @@ from sqlalchemy.dialects.sqlite.base import SQLiteCompiler
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from sqlalchemy.sql import FromClause
 from wfe_core.errors import ProviderUnavailable, WfeError
-from wfe_sql.driver import BatchAborted, IntegrityViolation, Op, Row, SqlDriver
+from wfe_sql.driver import IntegrityViolation, Op, Row, SqlDriver
+from wfe_sql.group_commit import GroupCommit, Outcome, skip_or_abort
 
 __all__ = ["MEMORY", "MIN_SQLITE", "SqliteDriver", "Synchronous"]
 
@@ -84,7 +91,8 @@ class SqliteDriver(SqlDriver):
     ``path`` may be relative (resolved against the current directory now) or absolute;
     its folder must exist. ``busy_timeout`` (seconds) is how long a write waits for
     another process holding the database's write lock before failing with
-    :class:`~wfe_core.errors.ProviderUnavailable`.
+    :class:`~wfe_core.errors.ProviderUnavailable`. ``max_group`` caps how many write
+    batches (step checkpoints, ...) one group-committed transaction holds.
     """
 
     dialect = _DIALECT
@@ -96,6 +104,7 @@ class SqliteDriver(SqlDriver):
         synchronous: Synchronous | str = "FULL",
         busy_timeout: float = 5.0,
         readers: int = 2,
+        max_group: int = 64,
     ) -> None:
         super().__init__()
         raw = os.fspath(path)
@@ -118,12 +127,15 @@ class SqliteDriver(SqlDriver):
         self.busy_timeout = float(busy_timeout)
         self.max_readers = readers
         self._writer: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._sync_state: list[str] = [""]  # the writer's level; touched on its thread only
+        self._session_lock = asyncio.Lock()  # held by a multi-hop transaction on the writer
         self._open_lock = asyncio.Lock()
         self._idle: list[aiosqlite.Connection] = []
         self._reader_slots = asyncio.Semaphore(readers)
         self._generation = 0
-        self._sync_now = ""
+        # Two groups in flight: the next one is queued on the writer's thread while the
+        # current one is written, so the thread never idles waiting for the event loop.
+        self._groups = GroupCommit(self._write_group, max_groups=2, max_batches=max_group)
 
     def __repr__(self) -> str:
         return f"<SqliteDriver {self.path} synchronous={self.synchronous}>"
@@ -229,7 +241,7 @@ class SqliteDriver(SqlDriver):
                 await self._enable_wal(conn)
             if writer:
                 await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-                self._sync_now = self.synchronous
+                self._sync_state = [self.synchronous]
             else:
                 await conn.execute("PRAGMA query_only = 1")
         except BaseException as exc:
@@ -269,7 +281,23 @@ class SqliteDriver(SqlDriver):
                 self._writer = await self._connect(writer=True)
             return self._writer
 
+    async def _writer_for_one_hop(self) -> aiosqlite.Connection:
+        """The writer, once no multi-hop transaction holds it. The caller hands its work
+        over *without awaiting in between*, so the work cannot land inside such a
+        transaction."""
+        while True:
+            if self._session_lock.locked():
+                async with self._session_lock:
+                    pass
+                continue
+            conn = self._writer
+            if conn is None:
+                await self._writer_connection()
+                continue
+            return conn
+
     async def _close_connections(self) -> None:
+        await self._groups.drain()
         self._generation += 1
         writer, self._writer = self._writer, None
         idle, self._idle = self._idle, []
@@ -289,15 +317,14 @@ class SqliteDriver(SqlDriver):
 
     @asynccontextmanager
     async def _transaction(self, begin: str) -> AsyncIterator[_Session]:
-        async with self._write_lock:
+        async with self._session_lock:
             conn = await self._writer_connection()
             try:
-                pragma = self._pragma(True)
-                if pragma is not None:
-                    await conn.execute(pragma)
-                await conn.execute(begin)
+                # Queued behind every one-hop write handed over before the lock was taken.
+                await _in_thread(
+                    conn, _with_sync, self._sync_state, self._sync_level(True), _begin, begin
+                )
             except BaseException as exc:
-                self._sync_now = ""  # unknown now: set it again next time
                 await _quiet_rollback(conn)
                 if isinstance(exc, sqlite3.Error | ValueError):
                     self._raise(exc)
@@ -319,7 +346,7 @@ class SqliteDriver(SqlDriver):
     async def read(self) -> AsyncIterator[_Session]:
         """A read transaction on a reader (one snapshot for every statement in it)."""
         if self.memory:
-            async with self._write_lock:
+            async with self._session_lock:
                 yield _Session(await self._writer_connection(), self)
             return
         async with self._reader() as conn:
@@ -350,37 +377,34 @@ class SqliteDriver(SqlDriver):
 
     # -- one-statement shortcuts ---------------------------------------------------------
 
-    def _pragma(self, durable: bool) -> str | None:
-        """The ``PRAGMA synchronous`` to run before a write, when the level changes.
+    def _sync_level(self, durable: bool | None) -> str | None:
+        """The ``synchronous`` level a write runs at (None: leave it as it is).
 
         Durable writes run at the configured level; ``durable=False`` ones (lock leases,
         queue hints) at NORMAL, which commits without waiting for the disk. In WAL mode
-        the next FULL commit flushes those earlier commits too.
+        the next FULL commit flushes those earlier commits too, and a crash of the
+        process alone loses neither.
         """
-        if self.memory:
+        if self.memory or durable is None:
             return None
-        want = self.synchronous if durable or self.synchronous in ("OFF", "NORMAL") else "NORMAL"
-        if self._sync_now == want:
-            return None
-        self._sync_now = want
-        return f"PRAGMA synchronous = {want}"
+        return self.synchronous if durable or self.synchronous in ("OFF", "NORMAL") else "NORMAL"
 
     async def _on_writer(
         self, fn: Callable[..., _T], *args: Any, durable: bool | None = None
     ) -> _T:
-        """Run ``fn(raw_connection, pragma, *args)`` (``fn(raw_connection, *args)`` when
-        ``durable`` is None) on the writer's thread, in one hop, holding the write lock;
-        ``pragma`` is the ``synchronous`` switch that write needs, decided under the
-        lock. Driver exceptions become wfe errors."""
-        async with self._write_lock:
-            conn = await self._writer_connection()
-            call_args = args if durable is None else (self._pragma(durable), *args)
-            try:
-                return await _to_the_end(_in_thread(conn, fn, *call_args))
-            except (sqlite3.Error, OverflowError, ValueError) as exc:
-                self._sync_now = ""  # unknown after a failure: set it again next time
-                self._raise(exc)
-                raise
+        """Run ``fn(raw_connection, *args)`` on the writer's thread in one hop, at the
+        ``synchronous`` level ``durable`` asks for (:meth:`_sync_level`). It is queued
+        behind the writes handed over before it; once queued it runs to its end even if
+        the awaiting task is cancelled. Driver exceptions become wfe errors."""
+        conn = await self._writer_for_one_hop()
+        future = _hand_over(
+            conn, _with_sync, self._sync_state, self._sync_level(durable), fn, *args
+        )
+        try:
+            return await _to_the_end(future)
+        except (sqlite3.Error, OverflowError, ValueError) as exc:
+            self._raise(exc)
+            raise
 
     async def execute(self, sql: str, args: Sequence[Any] = (), *, durable: bool = True) -> int:
         """One writing statement, atomic on its own (autocommit) on the writer, one hop."""
@@ -390,38 +414,34 @@ class SqliteDriver(SqlDriver):
         self, sql: str, args: Sequence[Any] = (), *, durable: bool = True
     ) -> list[Row]:
         """One writing statement with ``RETURNING`` (autocommit) on the writer, one hop."""
-        return await self._on_writer(_fetch_one, sql, args, durable=durable)
+        return await self._on_writer(_fetch_rows, sql, args, durable=durable)
 
     async def write_batch(self, ops: Sequence[Op]) -> list[Any]:
-        """The whole ``BEGIN IMMEDIATE`` ... ``COMMIT`` in one hop to the writer's thread
-        (it completes even if the awaiting task is cancelled)."""
-        result = await self._on_writer(_run_batch, "BEGIN IMMEDIATE", ops, True, durable=True)
-        if isinstance(result, BatchAborted):
-            raise result
-        return result
+        """One atomic batch, group-committed (:mod:`wfe_sql.group_commit`): the batches
+        queued meanwhile by other tasks of this process share its ``BEGIN IMMEDIATE``
+        ... ``COMMIT``, one hop to the writer's thread and one sync of the log. Once
+        handed to the writer it completes even if the awaiting task is cancelled."""
+        return await self._groups.submit(ops)
+
+    async def _write_group(self, batches: list[Sequence[Op]]) -> list[Outcome]:
+        """One group-commit transaction (the :class:`GroupCommit` hook)."""
+        return await self._on_writer(_run_group, batches, durable=True)
 
     async def read_batch(self, ops: Sequence[Op]) -> list[Any]:
         """Every step on one snapshot (a read transaction), in one hop to a reader."""
-        result: list[Any] | BatchAborted
         if self.memory:
-            result = await self._on_writer(_run_batch, None, "BEGIN", ops, False)  # no pragma
-        else:
-            async with self._reader() as conn:
-                try:
-                    result = await _in_thread(conn, _run_batch, None, "BEGIN", ops, False)
-                except (sqlite3.Error, OverflowError, ValueError) as exc:
-                    self._raise(exc)
-                    raise
-        if isinstance(result, BatchAborted):
-            raise result
-        return result
+            return await self._on_writer(_read_batch, ops)
+        async with self._reader() as conn:
+            try:
+                return await _in_thread(conn, _read_batch, ops)
+            except (sqlite3.Error, OverflowError, ValueError) as exc:
+                self._raise(exc)
+                raise
 
     async def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
         """One reading statement on a reader (on the single connection for ``:memory:``)."""
         if self.memory:
-            async with self._write_lock:
-                conn = await self._writer_connection()
-                return await _Session(conn, self).fetchall(sql, args)
+            return await self._on_writer(_fetch_rows, sql, args)
         async with self._reader() as conn:
             return await _Session(conn, self).fetchall(sql, args)
 
@@ -441,9 +461,7 @@ class SqliteDriver(SqlDriver):
         """The value of ``PRAGMA name`` on the writer connection (e.g. ``synchronous``)."""
         if not name.replace("_", "").isalnum():
             raise ValueError(f"not a pragma name: {name!r}")
-        async with self._write_lock:
-            conn = await self._writer_connection()
-            rows = list(await conn.execute_fetchall(f"PRAGMA {name}"))
+        rows = await self._on_writer(_fetch_rows, f"PRAGMA {name}", ())
         return rows[0][0] if rows else None
 
 
@@ -509,11 +527,43 @@ async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: A
     return result
 
 
-async def _to_the_end(work: Coroutine[Any, Any, _T]) -> _T:
+def _hand_over(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+    """Queue ``fn(raw sqlite3 connection, *args)`` on the aiosqlite connection's thread
+    *now* (no await: nothing can slip in between a caller's check and the queueing);
+    the future resolves on the event loop when it has run. The same queue item
+    aiosqlite's own ``Connection._execute`` makes."""
+    if not conn._running or conn._connection is None:
+        raise ValueError("Connection closed")
+    future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+    conn._tx.put_nowait((future, functools.partial(fn, conn._connection, *args)))
+    return future
+
+
+def _with_sync(
+    raw: sqlite3.Connection, state: list[str], want: str | None, fn: Callable[..., _T], *args: Any
+) -> _T:
+    """On the writer's thread: switch ``synchronous`` to ``want`` if it is not there yet
+    (``state[0]`` tracks the level, on this thread only), then ``fn(raw, *args)``."""
+    if want is not None and state[0] != want:
+        state[0] = ""  # unknown until the switch is through
+        raw.execute(f"PRAGMA synchronous = {want}")
+        state[0] = want
+    return fn(raw, *args)
+
+
+def _begin(raw: sqlite3.Connection, begin: str) -> None:
+    raw.execute(begin)
+
+
+def _fetch_rows(raw: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
+    return raw.execute(sql, args).fetchall()
+
+
+async def _to_the_end(work: Awaitable[_T]) -> _T:
     """Await ``work``; if the caller is cancelled meanwhile, still wait until ``work``
     is done before the cancellation propagates. A write queued on a connection's thread
-    runs to its end (commit or roll back) anyway: waiting for it keeps the write lock
-    held until then, so nothing else in this process sees the store mid-change."""
+    runs to its end (commit or roll back) anyway: waiting for it means the caller never
+    returns while its write may still change the store."""
     task = asyncio.ensure_future(work)
     try:
         return await asyncio.shield(task)
@@ -526,47 +576,53 @@ async def _to_the_end(work: Coroutine[Any, Any, _T]) -> _T:
         raise
 
 
-def _execute_one(raw: sqlite3.Connection, pragma: str | None, sql: str, args: Sequence[Any]) -> int:
-    if pragma is not None:
-        raw.execute(pragma)
+def _execute_one(raw: sqlite3.Connection, sql: str, args: Sequence[Any]) -> int:
     return int(raw.execute(sql, args).rowcount)
 
 
-def _fetch_one(
-    raw: sqlite3.Connection, pragma: str | None, sql: str, args: Sequence[Any]
-) -> list[Row]:
-    if pragma is not None:
-        raw.execute(pragma)
-    return raw.execute(sql, args).fetchall()
+def _run_group(raw: sqlite3.Connection, batches: list[Sequence[Op]]) -> list[Outcome]:
+    """Write transactions of a group (rules in :mod:`wfe_sql.group_commit`) on the
+    writer's thread: ``BEGIN IMMEDIATE``, each batch, one ``COMMIT``."""
+    raw.execute("BEGIN IMMEDIATE")
+    try:
+        outcomes: list[Outcome] = []
+        for ops in batches:
+            out: list[Any] = []
+            for index, op in enumerate(ops):
+                if op.rows is not None:
+                    raw.executemany(op.sql, op.rows)
+                    out.append(len(op.rows))
+                elif op.fetch:
+                    out.append(raw.execute(op.sql, op.args).fetchall())
+                else:
+                    count = raw.execute(op.sql, op.args).rowcount
+                    if op.expect is not None and count != op.expect:
+                        outcomes.append(skip_or_abort(index, count))
+                        break
+                    out.append(count)
+            else:
+                outcomes.append(out)
+        raw.commit()
+        return outcomes
+    except BaseException:
+        raw.rollback()
+        raise
 
 
-def _run_batch(
-    raw: sqlite3.Connection, pragma: str | None, begin: str, ops: Sequence[Op], commit: bool
-) -> list[Any] | BatchAborted:
-    """A transaction on the connection's thread: ``begin``, every step, then commit (or
-    roll back, for reads and on any failure)."""
-    if pragma is not None:
-        raw.execute(pragma)
-    raw.execute(begin)
+def _read_batch(raw: sqlite3.Connection, ops: Sequence[Op]) -> list[Any]:
+    """Reading steps on one snapshot, on the connection's thread: ``BEGIN``, every step,
+    then roll back (a read changes nothing)."""
+    raw.execute("BEGIN")
     try:
         out: list[Any] = []
-        for index, op in enumerate(ops):
+        for op in ops:
             if op.rows is not None:
                 raw.executemany(op.sql, op.rows)
                 out.append(len(op.rows))
             elif op.fetch:
                 out.append(raw.execute(op.sql, op.args).fetchall())
             else:
-                count = raw.execute(op.sql, op.args).rowcount
-                if op.expect is not None and count != op.expect:
-                    raw.rollback()
-                    return BatchAborted(index, count)
-                out.append(count)
-        if commit:
-            raw.commit()
-        else:
-            raw.rollback()
+                out.append(raw.execute(op.sql, op.args).rowcount)
         return out
-    except BaseException:
+    finally:
         raw.rollback()
-        raise
