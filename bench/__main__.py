@@ -90,7 +90,7 @@ def plan(quick: bool) -> list[tuple[str, str, int]]:
 
 
 def run_aux(module: str, quick: bool, timeout: float) -> dict[str, Any]:
-    """Run bench.limits or bench.growth in a subprocess and return its JSON."""
+    """Run bench.limits, bench.growth or bench.profile in a subprocess; return its JSON."""
     fd, out = tempfile.mkstemp(prefix=f"bench_{module}_", suffix=".json")
     os.close(fd)
     cmd = [sys.executable, "-m", f"bench.{module}", "--json", out]
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=None, help="rounds (default 3; quick 1)")
     p.add_argument("--no-limits", action="store_true")
     p.add_argument("--no-growth", action="store_true")
+    p.add_argument("--no-profile", action="store_true")
     p.add_argument("--engines", default="wfe,dbos")
     p.add_argument("--stores", default=",".join(STORES))
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
@@ -148,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(result)
     limits = {} if args.no_limits else run_aux("limits", args.quick, 600)
     growth = {} if args.no_growth else run_aux("growth", args.quick, 1800)
+    profile = {} if args.no_profile else run_aux("profile", args.quick, 600)
     raw = {
         "argv": ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])],
         "quick": args.quick,
@@ -157,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "cells": cells,
         "limits": limits,
         "growth": growth,
+        "profile": profile,
     }
     Path(args.raw).write_text(json.dumps(raw, indent=1))
     from bench.report import write_report

@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,13 @@ def aggregate(cells: list[dict[str, Any]]) -> dict[Key, dict[str, Any]]:
             "p50": _med([i["latency_ms"]["p50"] for i in ok]),
             "p99": _med([i["latency_ms"]["p99"] for i in ok]),
             "writes": _med([i.get("commits_per_workflow") for i in ok]),  # type: ignore[misc]
+            "synced": _med(
+                [
+                    i["durable_commits_per_workflow"]
+                    for i in ok
+                    if i.get("durable_commits_per_workflow") is not None
+                ]
+            ),
             "cpu_ms_per_wf": _med([i["cpu_s"] * 1000 / i["n"] for i in ok if "cpu_s" in i]),
             "n": items[0]["n"],
         }
@@ -160,7 +168,8 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
     w("uv run --group bench python -m bench " + " ".join(raw["argv"][3:]))
     w("# each cell: python -m bench.cell --engine E --store S --workload W --n N "
       "--concurrency C --json OUT")  # fmt: skip
-    w("# then: python -m bench.limits [--quick]; python -m bench.growth [--quick]")
+    w("# then: python -m bench.limits [--quick]; python -m bench.growth [--quick]; "
+      "python -m bench.profile [--quick]")  # fmt: skip
     w("```")
     w("")
     w("Stores: `memory://`; SQLite: a fresh file per cell, provider default WAL + "
@@ -175,13 +184,16 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
       "step 2 an if/else on it; step 3), N workflows with C in flight (closed loop); "
       "latency = start_workflow call -> workflow completed. 'store writes / wf' counts "
       "the persistence provider's write calls (create_workflow, persist_workflow, "
-      "create_event, subscription and event updates), each one committed transaction. "
+      "create_event, subscription and event updates), each atomic on its own; on the SQL "
+      "stores they are group-committed, and 'synced commits/wf' counts the write "
+      "transactions (each one sync of the log) per workflow actually made. "
       "'CPU ms/wf' = process CPU time of the timed section / N (both engines).")  # fmt: skip
     w("")
     w("## Throughput (medians over rounds)")
     w("")
-    head = "| store | C | wfe wf/s | wfe p50 ms | wfe p99 ms | wfe writes/wf | wfe CPU ms/wf |"
-    sep = "|---|---|---|---|---|---|---|"
+    head = ("| store | C | wfe wf/s | wfe p50 ms | wfe p99 ms | wfe writes/wf | "
+            "wfe synced commits/wf | wfe CPU ms/wf |")  # fmt: skip
+    sep = "|---|---|---|---|---|---|---|---|"
     if has_dbos:
         head += " DBOS wf/s | DBOS p50 ms | DBOS p99 ms | DBOS commits/wf | wfe / DBOS |"
         sep += "---|---|---|---|---|"
@@ -193,7 +205,8 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
             if a is None:
                 continue
             row = (f"| {store} | {c} | {_f(a['wps'])} | {_f(a['p50'], 2)} | {_f(a['p99'], 2)} "
-                   f"| {_f(a['writes'], 2)} | {_f(a['cpu_ms_per_wf'], 2)} |")  # fmt: skip
+                   f"| {_f(a['writes'], 2)} | {_f(a['synced'], 2)} "
+                   f"| {_f(a['cpu_ms_per_wf'], 2)} |")  # fmt: skip
             if has_dbos:
                 d = agg.get(("dbos", store, "throughput", c))
                 if d is None:
@@ -250,10 +263,12 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
               f"dropped by bench.limits; runs: `{c1.get('command')}`, "
               f"`{c16.get('command')}`.")  # fmt: skip
             w("")
-        w("Store writes/s used by wfe = workflows/s x store writes per workflow "
-          "(best concurrency, medians), as a fraction of the limit:")  # fmt: skip
+        w("Commits/s used by wfe = workflows/s x synced commits per workflow (the "
+          "group-committed write transactions; store writes per workflow where the "
+          "store does not group) at the best concurrency (medians), as a fraction of "
+          "the limit:")  # fmt: skip
         w("")
-        w("| store | best C | wf/s | writes/wf | writes/s | limit used | fraction |")
+        w("| store | best C | wf/s | commits/wf | commits/s | limit used | fraction |")
         w("|---|---|---|---|---|---|---|")
         for store, lim_name, lim in (
             ("sqlite", "SQLite loop", sq.get("tps")),
@@ -266,8 +281,9 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
             if best is None or not lim:
                 continue
             c, a = best
-            ws = a["wps"] * (a["writes"] or 0)
-            w(f"| {store} | {c} | {_f(a['wps'])} | {_f(a['writes'], 2)} | {_f(ws, 0)} | "
+            per_wf = a["synced"] if a["synced"] is not None else a["writes"]
+            ws = a["wps"] * (per_wf or 0)
+            w(f"| {store} | {c} | {_f(a['wps'])} | {_f(per_wf, 2)} | {_f(ws, 0)} | "
               f"{lim_name} {_f(lim, 0)} | {ws / lim:.2f} |")  # fmt: skip
         w("")
     # ---------------------------------------------------------------- growth
@@ -348,6 +364,7 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
         v = growth["waiting_rss"]["bytes_per_waiting_workflow"] / 1024
         w(f"| ≤ 5 KiB per waiting workflow | {v:.2f} KiB | {_met(v <= 5)} |")
     w("")
+    _profile_section(w, raw.get("profile") or {}, agg)
     # ---------------------------------------------------------------- raw
     w("## Raw numbers per round")
     w("")
@@ -365,6 +382,80 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
           f"{_f(c.get('commits_per_workflow'), 2)} | {_f(c.get('cpu_s'), 2)} |")  # fmt: skip
     w("")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _profile_section(
+    w: Callable[[str], None], profile: dict[str, Any], agg: dict[Key, dict[str, Any]]
+) -> None:
+    """The profile (bench/profile.py) and what it says about the throughput gap."""
+    w("## Profile: where a workflow's time goes on the SQL stores")
+    w("")
+    if "error" in profile:
+        w(f"profiling failed: `{profile['error'][-500:]}`")
+        w("")
+        return
+    if not profile.get("profiles"):
+        w("not profiled in this run (`python -m bench.profile`).")
+        w("")
+        return
+    w("`python -m bench.profile`: the perf workflow under cProfile (event-loop thread; "
+      "cProfile slows Python code down, so read the shares, not the absolute times).")  # fmt: skip
+    w("")
+    for pr in profile["profiles"]:
+        w(f"### {pr['store']}, C={pr['concurrency']}, {pr['n']} workflows")
+        w("")
+        synced = pr.get("durable_commits_per_workflow")
+        w(f"- event loop idle (waiting in epoll for the store / the writer thread): "
+          f"{pr['loop_idle_share'] * 100:.0f}% of the wall time; process CPU "
+          f"{pr['profiled_cpu_ms_per_wf']:.2f} ms per workflow under the profiler; "
+          f"synced commits per workflow {_f(synced, 2)}.")  # fmt: skip
+        w("- cumulative time of the engine's parts (s): "
+          + "; ".join(f"{k} {v:.3f}" for k, v in pr["parts_s"].items() if v))  # fmt: skip
+        w("")
+        w("| function (top by own time) | own s | cum s | calls |")
+        w("|---|---|---|---|")
+        for t in pr["top"][:12]:
+            w(f"| `{t['where']}` | {t['own_s']:.3f} | {t['cum_s']:.3f} | {t['calls']:,} |")
+        w("")
+    mem = _best(agg, "wfe", "memory")
+    w("### Why the 10x-DBOS throughput target is not met")
+    w("")
+    lines = []
+    for store in ("sqlite", "postgres"):
+        bw, bd = _best(agg, "wfe", store), _best(agg, "dbos", store)
+        if bw and bd:
+            need = 10 * bd[1]["wps"]
+            lines.append(
+                f"{store}: 10x DBOS means {need:,.0f} wf/s, i.e. at most "
+                f"{1000 / need:.2f} ms of wall time per workflow; wfe spends "
+                f"{_f(bw[1]['cpu_ms_per_wf'], 2)} ms of CPU per workflow there "
+                f"(at {_f(bw[1]['synced'], 2)} synced commits per workflow), DBOS "
+                f"{_f(bd[1]['cpu_ms_per_wf'], 2)} ms"
+            )
+    if mem:
+        lines.append(
+            f"the engine alone (memory store) spends {_f(mem[1]['cpu_ms_per_wf'], 2)} ms of CPU "
+            "per workflow"
+        )
+    for line in lines:
+        w(f"- {line}.")
+    w("- The commit limit is not what binds: group commit brings the synced commits per "
+      "workflow well under one at high concurrency, and the commits/s used are a small "
+      "fraction of the raw limits above. The process is CPU-bound in Python (one event "
+      "loop; the GIL lets the store's own C code and socket waits overlap, nothing else): "
+      "the store adds per workflow a few thread hand-offs (SQLite) or round trips "
+      "(PostgreSQL), the serialization of the changed pointers and header into rows, and "
+      "asyncio's future/callback machinery for every hop -- spread over many small "
+      "functions, as the tables show, with no single hot spot left to remove.")  # fmt: skip
+    for store in ("sqlite", "postgres"):
+        bd = _best(agg, "dbos", store)
+        if bd and bd[1]["cpu_ms_per_wf"] and mem:
+            w(f"- Beating DBOS tenfold on {store} on the same two cores needs the whole "
+              f"durable engine, store driver included, at about "
+              f"{bd[1]['cpu_ms_per_wf'] / 10:.2f} ms of CPU per workflow (a tenth of "
+              f"DBOS's); the in-memory engine alone costs "
+              f"{_f(mem[1]['cpu_ms_per_wf'], 2)} ms.")  # fmt: skip
+    w("")
 
 
 def _best(agg: dict[Key, dict[str, Any]], engine: str, store: str) -> tuple[int, Any] | None:

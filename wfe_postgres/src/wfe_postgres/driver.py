@@ -267,7 +267,7 @@ class PostgresDriver(SqlDriver):
         )
         self.write_groups: int = _positive("write_groups", value["write_groups"], integer=True)
         # More transactions at once than pool connections would only wait for one.
-        self._groups = GroupCommit(
+        self._groups = self.group_commit = GroupCommit(
             self._write_group, max_groups=min(self.write_groups, self.max_size)
         )
         settings = {"application_name": "wfe", **(server_settings or {})}

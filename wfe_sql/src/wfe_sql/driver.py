@@ -170,6 +170,10 @@ class SqlDriver(ABC):
     name: str
     """What the store is, for messages (a path or a URL without its password)."""
 
+    group_commit: Any = None
+    """The driver's :class:`~wfe_sql.group_commit.GroupCommit` when its write batches are
+    group-committed (its ``groups`` / ``batches`` counters are statistics), else None."""
+
     def __init__(self) -> None:
         self._attached: set[int] = set()
         self._schema_ready = False

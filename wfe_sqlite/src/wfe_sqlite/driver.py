@@ -135,7 +135,9 @@ class SqliteDriver(SqlDriver):
         self._generation = 0
         # Two groups in flight: the next one is queued on the writer's thread while the
         # current one is written, so the thread never idles waiting for the event loop.
-        self._groups = GroupCommit(self._write_group, max_groups=2, max_batches=max_group)
+        self._groups = self.group_commit = GroupCommit(
+            self._write_group, max_groups=2, max_batches=max_group
+        )
 
     def __repr__(self) -> str:
         return f"<SqliteDriver {self.path} synchronous={self.synchronous}>"
