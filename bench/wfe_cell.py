@@ -260,7 +260,7 @@ async def run_throughput(store: str, n: int, concurrency: int) -> dict[str, Any]
         before = counter.total
         before_counts = dict(counter.counts)
         groups = _group_commit(host)
-        groups_before = groups.groups if groups is not None else 0
+        groups_before = groups.synced if groups is not None else 0
         latencies: list[float] = []
         remaining = n
 
@@ -281,7 +281,7 @@ async def run_throughput(store: str, n: int, concurrency: int) -> dict[str, Any]
             for k, v in counter.counts.items()
             if v - before_counts.get(k, 0)
         }
-        durable = (groups.groups - groups_before) / n if groups is not None else None
+        durable = (groups.synced - groups_before) / n if groups is not None else None
     return {
         "engine": "wfe",
         "store": store,
@@ -297,8 +297,8 @@ async def run_throughput(store: str, n: int, concurrency: int) -> dict[str, Any]
         "store_writes_by_method": per_method,
         "notes": "commits_per_workflow = store writes per workflow (provider write calls, "
         "each atomic on its own), excluding the warm-up workflow; "
-        "durable_commits_per_workflow = group-committed write transactions (synced "
-        "commits) per workflow on the SQL stores",
+        "durable_commits_per_workflow = group-committed write transactions holding a "
+        "durable write (synced commits) per workflow on the SQL stores",
     }
 
 

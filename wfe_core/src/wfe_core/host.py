@@ -134,6 +134,62 @@ class PendingActivity:
     token_expiry: datetime
 
 
+class _LeaseKeeper:
+    """Keeps a pass's workflow lock leased: renews it every ``lock_ttl / 3`` seconds
+    until :meth:`stop`. A timer, not a task, until a renewal is due (most passes end
+    long before one is); a renewal that fails or finds the lease lost stops the pass."""
+
+    __slots__ = ("_control", "_host", "_name", "_over", "_task", "_timer")
+
+    def __init__(self, host: WorkflowHost, name: str, control: PassControl) -> None:
+        self._host = host
+        self._name = name
+        self._control = control
+        self._over = False
+        self._task: asyncio.Task[None] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._schedule()
+
+    def _schedule(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self._host.options.lock_ttl / 3, self._due)
+
+    def _due(self) -> None:
+        self._timer = None
+        if not self._over:
+            self._task = asyncio.get_running_loop().create_task(self._renew())
+
+    async def _renew(self) -> None:
+        host, name = self._host, self._name
+        try:
+            ok = await host.lock_provider.renew_lock(name, host.options.lock_ttl)
+        except Exception:
+            log.exception("renewing %s failed", name)
+            ok = False
+        if self._over:
+            return
+        if not ok:
+            log.warning("lost the lease on %s; stopping the pass", name)
+            self._control.stop_requested = True
+            self._control.cancelled.set()
+            return
+        self._schedule()
+
+    async def stop(self) -> None:
+        """No more renewals; wait for one in flight (the flag ends it even if a driver
+        swallows its cancellation, as asyncio.wait_for can on Python 3.11: a renewer that
+        lived on would hold the lock for ever)."""
+        self._over = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
 def _workflow_lock(workflow_id: str) -> str:
     return f"wfe:workflow:{workflow_id}"
 
@@ -846,8 +902,7 @@ class WorkflowHost:
             lock_name, self.options.lock_ttl
         ):
             return
-        pass_over = asyncio.Event()
-        renewer = asyncio.create_task(self._renew(lock_name, control, pass_over))
+        lease = _LeaseKeeper(self, lock_name, control)
         instance: WorkflowInstance | None = held
         try:
             try:
@@ -876,13 +931,7 @@ class WorkflowHost:
                 return
             await self._run_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, instance)
         finally:
-            # The flag ends the renewer even if a driver swallows the cancellation
-            # (asyncio.wait_for can on Python 3.11): a renewer that lived on would
-            # hold the lock for ever.
-            pass_over.set()
-            renewer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewer
+            await lease.stop()
             await self.lock_provider.release_lock(lock_name)
         if (
             instance is not None
@@ -898,24 +947,6 @@ class WorkflowHost:
                     self._again.add(workflow_id)
             else:
                 self._wake_at(QueueType.WORKFLOW, workflow_id, instance.next_execution)
-
-    async def _renew(self, lock_name: str, control: PassControl, over: asyncio.Event) -> None:
-        interval = self.options.lock_ttl / 3
-        while not over.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(over.wait(), interval)
-            if over.is_set():
-                return
-            try:
-                ok = await self.lock_provider.renew_lock(lock_name, self.options.lock_ttl)
-            except Exception:
-                log.exception("renewing %s failed", lock_name)
-                ok = False
-            if not ok:
-                log.warning("lost the lease on %s; stopping the pass", lock_name)
-                control.stop_requested = True
-                control.cancelled.set()
-                return
 
     async def _acquire(self, name: str, attempts: int = 40) -> bool:
         delay = 0.005

@@ -41,6 +41,7 @@ from wfe_core.models import (
     ExecutionError,
     ExecutionPointer,
     PointerList,
+    PointerStatus,
     ScheduledCommand,
     WorkflowInstance,
     WorkflowStatus,
@@ -84,6 +85,8 @@ _INSTANCE_FIELDS: tuple[str, ...] = tuple(
 )
 # Immutable JSON scalars: their stored form is themselves.
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
+# Values of the model's own fields that need no copy (scalars and its status enums).
+_IMMUTABLE: frozenset[type] = _SCALARS | {PointerStatus, WorkflowStatus}
 
 
 def _copy_plain(value: Any) -> Any:
@@ -98,10 +101,17 @@ def _copy_plain(value: Any) -> Any:
 
 def _utc(value: datetime | None, what: str) -> datetime | None:
     """Check that ``value`` is aware and return the same instant in UTC."""
+    if value is None or (type(value) is datetime and value.tzinfo is UTC):
+        return value  # the common case, checked first
     _check_aware(value, what)
-    if value is None or value.tzinfo is UTC:
-        return value
     return value.astimezone(UTC)
+
+
+def _utc_field(value: datetime | None, what: str, name: str) -> datetime | None:
+    """:func:`_utc` for a model field; the error's path is built only when needed."""
+    if value is None or (type(value) is datetime and value.tzinfo is UTC):
+        return value
+    return _utc(value, f"{what}.{name}")
 
 
 def _required_utc(value: datetime, what: str) -> datetime:
@@ -275,12 +285,24 @@ class MemoryPersistenceProvider:
             raise TypeError(f"{what} must be an ExecutionPointer, not {type(pointer).__name__}")
         stored = ExecutionPointer.__new__(ExecutionPointer)
         target = stored.__dict__
+        source = pointer.__dict__
         for name in _POINTER_DATA_FIELDS:
-            target[name] = self._encode(getattr(pointer, name), f"{what}.{name}")
+            value = source[name]
+            kind = type(value)
+            if kind in _SCALARS:
+                target[name] = value
+            elif (kind is dict or kind is list) and not value:
+                target[name] = kind()
+            else:
+                target[name] = self._encode(value, f"{what}.{name}")
         for name in _POINTER_TIME_FIELDS:
-            target[name] = _utc(getattr(pointer, name), f"{what}.{name}")
+            target[name] = _utc_field(source[name], what, name)
         for name in _POINTER_OTHER_FIELDS:
-            target[name] = _copy_plain(getattr(pointer, name))
+            value = source[name]
+            if type(value) in _IMMUTABLE:
+                target[name] = value
+            else:
+                target[name] = _copy_plain(value)
         return stored
 
     def _load_pointer(self, stored: ExecutionPointer) -> ExecutionPointer:
@@ -304,11 +326,16 @@ class MemoryPersistenceProvider:
         """The stored form of the instance header (data serialized, no pointers)."""
         if not isinstance(instance, WorkflowInstance):
             raise TypeError(f"instance must be a WorkflowInstance, not {type(instance).__name__}")
-        values = {name: getattr(instance, name) for name in _INSTANCE_FIELDS}
+        header = WorkflowInstance.__new__(WorkflowInstance)
+        values = header.__dict__
+        source = instance.__dict__
+        for name in _INSTANCE_FIELDS:
+            values[name] = source[name]
         for name in _INSTANCE_TIME_FIELDS:
-            values[name] = _utc(values[name], f"instance.{name}")
+            values[name] = _utc_field(values[name], "instance", name)
         values["data"] = self._encode(instance.data, "data")
-        return WorkflowInstance(**values)
+        values["execution_pointers"] = PointerList()
+        return header
 
     def _load(self, stored: _StoredInstance) -> WorkflowInstance:
         values = {name: getattr(stored.header, name) for name in _INSTANCE_FIELDS}

@@ -675,8 +675,9 @@ class PostgresDriver(SqlDriver):
         batches queued meanwhile (``write_groups`` such transactions at a time)."""
         return await self._groups.submit(ops)
 
-    async def _write_group(self, batches: list[Sequence[Op]]) -> list[Outcome]:
-        """One group-commit transaction (the :class:`GroupCommit` hook)."""
+    async def _write_group(self, batches: list[Sequence[Op]], durable: bool) -> list[Outcome]:
+        """One group-commit transaction (the :class:`GroupCommit` hook; always synced:
+        writes that need not be go to the hint pool, not through groups)."""
         return await self._run(lambda conn: _run_group(conn, batches))
 
     async def read_batch(self, ops: Sequence[Op]) -> list[Any]:

@@ -40,11 +40,13 @@ _log = logging.getLogger("wfe.sql")
 Outcome = list[Any] | BatchAborted
 """What one batch of a group came to: its step results, or the abort of a skipped batch."""
 
-RunGroup = Callable[[list[Sequence[Op]]], Awaitable[list[Outcome]]]
-"""Run batches in one transaction by the rules of the module docstring; one outcome per
-batch, in order."""
+RunGroup = Callable[[list[Sequence[Op]], bool], Awaitable[list[Outcome]]]
+"""``run(batches, durable)``: run batches in one transaction by the rules of the module
+docstring; one outcome per batch, in order. ``durable`` is False when no batch of the
+group needs its commit synced (lock leases, queue hints): a driver may then skip the
+wait for the disk."""
 
-_Item = tuple[Sequence[Op], "asyncio.Future[Outcome]"]
+_Item = tuple[Sequence[Op], "asyncio.Future[Outcome]", bool]
 
 
 class GroupCommit:
@@ -65,15 +67,20 @@ class GroupCommit:
         """Transactions written so far (statistics: ``batches / groups`` is the mean group)."""
         self.batches = 0
         """Batches written so far."""
+        self.synced = 0
+        """Transactions written so far that had a durable batch (their commit was synced)."""
 
-    async def submit(self, ops: Sequence[Op]) -> list[Any]:
+    async def submit(self, ops: Sequence[Op], *, durable: bool = True) -> list[Any]:
         """Write ``ops`` as one atomic batch (in a group); return its step results.
 
-        Raises :class:`~wfe_sql.driver.BatchAborted` when a step's ``expect`` was not met
-        (nothing of the batch is written), or the driver's error.
+        ``durable=False``: a write whose loss in a power failure does no harm (see
+        :meth:`~wfe_sql.driver.SqlDriver.execute`); its group is synced anyway when
+        another batch in it is durable. Raises :class:`~wfe_sql.driver.BatchAborted` when
+        a step's ``expect`` was not met (nothing of the batch is written), or the
+        driver's error.
         """
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
-        item: _Item = (ops, future)
+        item: _Item = (ops, future, durable)
         self._pending.append(item)
         self._start_writers()
         try:
@@ -122,18 +129,19 @@ class GroupCommit:
             try:
                 await self._write_group(group)
             except BaseException as exc:
-                for _, future in group:
+                for _, future, _ in group:
                     if not future.done():
                         future.set_exception(exc)
                 if not isinstance(exc, Exception):
-                    for _, future in self._pending:
+                    for _, future, _ in self._pending:
                         future.cancel()
                     self._pending.clear()
                     raise
 
     async def _write_group(self, group: list[_Item]) -> None:
+        durable = any(d for _, _, d in group)
         try:
-            outcomes = await self._run([ops for ops, _ in group])
+            outcomes = await self._run([ops for ops, _, _ in group], durable)
         except Exception as exc:
             if len(group) == 1:
                 _settle(group[0][1], exc)
@@ -149,7 +157,8 @@ class GroupCommit:
             raise RuntimeError(f"a group of {len(group)} batches gave {len(outcomes)} outcomes")
         self.groups += 1
         self.batches += len(group)
-        for (_, future), outcome in zip(group, outcomes, strict=True):
+        self.synced += durable
+        for (_, future, _), outcome in zip(group, outcomes, strict=True):
             _settle(future, outcome)
 
 

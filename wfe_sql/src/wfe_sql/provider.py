@@ -77,6 +77,7 @@ _SUPPORTED: frozenset[Capability] = frozenset({Capability.SCHEDULED_COMMANDS, Ca
 _FINISHED = (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
 _WF_STATUS: dict[str, WorkflowStatus] = {s.value: s for s in WorkflowStatus}
 _PTR_STATUS: dict[str, PointerStatus] = {s.value: s for s in PointerStatus}
+_HEADER_WIDTH = len(WORKFLOW_COLUMNS)  # header columns in a select_instance row
 
 # The row layouts the loaders unpack by position.
 assert WORKFLOW_COLUMNS == (
@@ -586,15 +587,14 @@ class SqlPersistenceProvider:
     async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
         """Return a copy of the instance, or raise ``WorkflowNotFound``."""
         s = await self._ready()
-        headers, pointer_rows = await self.driver.read_batch(
-            [
-                Op(s.select_workflow.sql, (workflow_id,), fetch=True),
-                Op(s.select_pointers.sql, (workflow_id,), fetch=True),
-            ]
+        # One statement: the header row first, then the pointer rows (see statements).
+        rows = await self.driver.fetchall(
+            s.select_instance.sql, s.select_instance.args({"p_key_id": workflow_id})
         )
-        if not headers:
+        if not rows or rows[0][0] != 0:
             raise WorkflowNotFound(workflow_id)
-        return self._load_instance(headers[0], pointer_rows)
+        split = 2 + _HEADER_WIDTH
+        return self._load_instance(rows[0][2:split], [row[split:] for row in rows[1:]])
 
     async def _load_many(self, ids: list[str]) -> dict[str, WorkflowInstance]:
         """The instances found among ``ids`` (distinct), read in one snapshot."""

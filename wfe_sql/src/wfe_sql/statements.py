@@ -18,12 +18,15 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast,
     delete,
     func,
     literal_column,
     not_,
+    null,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.sql import ColumnElement
@@ -161,6 +164,26 @@ class ProviderStatements:
             select(*(p.c[n] for n in POINTER_COLUMNS))
             .where(p.c.workflow_id == _b("key_id"))
             .order_by(p.c.ordinal)
+        )
+        # The header and its pointers in ONE statement (one snapshot, one round trip,
+        # no transaction): rows of kind 0 (the header) then 1 (pointers by ordinal),
+        # each padded with typed NULLs where the other kind's columns are.
+        header_cols = [w.c[n] for n in WORKFLOW_COLUMNS]
+        pointer_cols = [p.c[n] for n in POINTER_COLUMNS]
+        head = select(
+            literal_column("0").label("row_kind"),
+            literal_column("0").label("row_order"),
+            *(col.label(f"h_{col.key}") for col in header_cols),
+            *(cast(null(), col.type).label(f"p_{col.key}") for col in pointer_cols),
+        ).where(w.c.id == _b("key_id"))
+        rows = select(
+            literal_column("1"),
+            p.c.ordinal,
+            *(cast(null(), col.type) for col in header_cols),
+            *pointer_cols,
+        ).where(p.c.workflow_id == _b("key_id"))
+        self.select_instance = c(
+            union_all(head, rows).order_by(literal_column("row_kind"), literal_column("row_order"))
         )
         self.runnable_workflows = c(
             select(w.c.id)
