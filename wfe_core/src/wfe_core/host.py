@@ -418,7 +418,13 @@ class WorkflowHost:
         version: int | None = None,
         reference: str | None = None,
     ) -> str:
-        """Start a new instance and return its id."""
+        """Start a new instance and return its id.
+
+        A running host with a free workflow slot runs the new instance itself (no queue
+        round trip); otherwise -- a host that is not started, or whose slots are busy --
+        it is queued for any host. The workflow consumer keeps one slot while it waits
+        on the queue, so with ``max_concurrent_workflows=1`` new instances always go
+        through the queue."""
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
             raise TypeError(f"version must be an int or None, not {version!r}")
         definition = self.registry.get(definition_id, version)

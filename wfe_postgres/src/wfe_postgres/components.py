@@ -29,7 +29,8 @@ def provider_from_url(url: str, **options: Any) -> StoreComponents:
     ``options`` (keyword arguments win over the URL's query string): the connection
     options of :class:`~wfe_postgres.PostgresDriver` (``schema``, ``min_size``,
     ``max_size``, ``connect_timeout``, ``command_timeout``, ``acquire_timeout``,
-    ``max_inactive_lifetime``, ``statement_cache_size``, ``listen_keepalive``, ``hint_pool_size``,
+    ``max_inactive_lifetime``, ``statement_cache_size``, ``listen_keepalive``,
+    ``hint_pool_size``, ``write_groups``,
     ``server_settings``), the queue's ``poll_interval``, and the persistence provider's
     ``serializer``, ``clock``, ``capabilities`` and ``command_lease``. Nothing connects
     until the first call.

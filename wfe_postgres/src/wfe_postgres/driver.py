@@ -85,6 +85,7 @@ class ConnectionOptions(TypedDict, total=False):
     statement_cache_size: int
     listen_keepalive: float
     hint_pool_size: int
+    write_groups: int
     server_settings: dict[str, str]
 
 

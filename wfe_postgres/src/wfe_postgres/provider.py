@@ -64,7 +64,8 @@ class PostgresPersistenceProvider(SqlPersistenceProvider):
     ``url`` is a ``postgresql://`` URL (or a :class:`PostgresDriver` to share). The
     connection options -- ``schema`` (default ``wfe``), ``min_size``, ``max_size``,
     ``connect_timeout``, ``command_timeout``, ``acquire_timeout``,
-    ``max_inactive_lifetime``, ``statement_cache_size``, ``listen_keepalive``, ``hint_pool_size``,
+    ``max_inactive_lifetime``, ``statement_cache_size``, ``listen_keepalive``,
+    ``hint_pool_size``, ``write_groups``,
     ``server_settings`` -- are :class:`PostgresDriver`'s; the others are
     :class:`~wfe_sql.SqlPersistenceProvider`'s (``command_lease`` may also come from
     the URL).

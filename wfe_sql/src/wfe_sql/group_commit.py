@@ -16,7 +16,9 @@ The rules a driver's ``run`` function keeps (see :data:`RunGroup`):
   :class:`~wfe_sql.driver.BatchAborted` -- and the others go on;
 - anything else that fails (an error, a later step's ``expect``) rolls the whole
   transaction back and raises. :class:`GroupCommit` then runs each batch of that group
-  alone, so only the batch at fault fails and nothing is written twice or lost.
+  alone, so only the batch at fault fails and nothing is written twice or lost -- except
+  when the error is the store's own (:class:`~wfe_core.errors.ProviderUnavailable`: locked,
+  unreachable, disk full), which every batch of the group gets at once.
 
 A caller learns its outcome only after the commit. A caller cancelled before its batch
 was handed to the store withdraws it (nothing is written); once handed over, the batch
@@ -30,6 +32,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from wfe_core.errors import ProviderUnavailable
 
 from wfe_sql.driver import BatchAborted, Op
 
@@ -84,6 +88,7 @@ class GroupCommit:
         self._pending.append(item)
         self._start_writers()
         try:
+            # A skipped batch's BatchAborted is set as the future's exception: it raises.
             outcome = await asyncio.shield(future)
         except asyncio.CancelledError:
             if item in self._pending:  # not handed over yet: withdraw it, nothing written
@@ -93,11 +98,8 @@ class GroupCommit:
             while not future.done():  # handed over: it runs to its end first
                 with contextlib.suppress(asyncio.CancelledError):
                     await asyncio.wait([future])
-            if not future.cancelled():
-                future.exception()  # retrieved: the cancellation is what propagates
-            raise
-        if isinstance(outcome, BatchAborted):
-            raise outcome
+            raise  # (shield marks the future's own outcome as retrieved)
+        assert not isinstance(outcome, BatchAborted)  # set as an exception, never a result
         return outcome
 
     async def drain(self) -> None:
@@ -106,9 +108,10 @@ class GroupCommit:
             await asyncio.gather(*list(self._writers), return_exceptions=True)
 
     def _start_writers(self) -> None:
+        # A writer takes its group when it first runs (a loop iteration later), so the
+        # batches submitted in between join it; a busy writer takes more only when its
+        # transaction is done, so another one starts while fewer than max_groups run.
         while self._pending and len(self._writers) < self.max_groups:
-            if len(self._writers) * self.max_batches >= len(self._pending):
-                return  # the running writers will take everything queued
             task = asyncio.get_running_loop().create_task(self._write())
             self._writers.add(task)
             task.add_done_callback(self._writer_done)
@@ -143,8 +146,12 @@ class GroupCommit:
         try:
             outcomes = await self._run([ops for ops, _, _ in group], durable)
         except Exception as exc:
-            if len(group) == 1:
-                _settle(group[0][1], exc)
+            if len(group) == 1 or isinstance(exc, ProviderUnavailable):
+                # One batch, or the store itself failing (locked, unreachable, disk full):
+                # writing the batches one by one would only repeat the failure (and its
+                # timeout) for each of them.
+                for _, future, _ in group:
+                    _settle(future, exc)
                 return
             # Rolled back whole: write each batch alone, so only the one at fault fails.
             _log.debug(
