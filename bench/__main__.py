@@ -89,6 +89,19 @@ def plan(quick: bool) -> list[tuple[str, str, int]]:
     return groups
 
 
+def calibrate() -> float:
+    """Nanoseconds per iteration of a plain Python loop (median of 5): how fast this
+    host runs Python right now, to compare runs made on different hosts."""
+    samples = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        total = 0
+        for i in range(2_000_000):
+            total += i
+        samples.append((time.perf_counter() - t0) / 2_000_000 * 1e9)
+    return sorted(samples)[2]
+
+
 def run_aux(module: str, quick: bool, timeout: float) -> dict[str, Any]:
     """Run bench.limits, bench.growth or bench.profile in a subprocess; return its JSON."""
     fd, out = tempfile.mkstemp(prefix=f"bench_{module}_", suffix=".json")
@@ -134,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     stores = [s for s in args.stores.split(",") if s]
     timeout = 180.0 if args.quick else 900.0
     started = time.time()
+    speed_before = calibrate()
     cells: list[dict[str, Any]] = []
     groups = [g for g in plan(args.quick) if g[0] in stores]
     for rnd in range(rounds):
@@ -160,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         "limits": limits,
         "growth": growth,
         "profile": profile,
+        "calibration_ns_per_loop": [speed_before, calibrate()],
     }
     Path(args.raw).write_text(json.dumps(raw, indent=1))
     from bench.report import write_report

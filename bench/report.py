@@ -141,6 +141,10 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
     w("|---|---|")
     for k, v in machine().items():
         w(f"| {k} | {v} |")
+    speed = raw.get("calibration_ns_per_loop")
+    if speed:
+        w(f"| python speed (ns per plain loop iteration, start / end of run; compare hosts "
+          f"with it) | {' / '.join(f'{x:.0f}' for x in speed)} |")  # fmt: skip
     sqlite_v = (limits.get("sqlite") or {}).get("sqlite_version")
     if sqlite_v is None:
         import sqlite3
