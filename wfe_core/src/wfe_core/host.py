@@ -1033,8 +1033,14 @@ class WorkflowHost:
                     break
                 with contextlib.suppress(EventNotFound):
                     other = await self.persistence.get_event(other_id)
-                    if not other.is_processed and other.event_time <= utcnow():
+                    if other.event_time <= utcnow():
+                        # The subscription is owed the oldest event at or after its
+                        # as-of time. An older one may still read "processed" (handled
+                        # before this subscription existed) when the subscription's
+                        # catch-up has not reopened it yet: reopen it here.
                         log.debug("event %s waits for the older event %s", event.id, other_id)
+                        if other.is_processed:
+                            await self.persistence.mark_event_unprocessed(other_id)
                         await self._hint(other_id, QueueType.EVENT)
                         return False
         wid = sub.workflow_id

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -30,6 +30,7 @@ from wfe_core.errors import (
     ProviderUnavailable,
     SubscriptionNotFound,
     TokenMismatch,
+    WfeError,
     WorkflowNotFound,
 )
 from wfe_core.models import (
@@ -63,7 +64,7 @@ from wfe_sql.statements import (
     in_args,
     padded,
 )
-from wfe_sql.times import from_micros, from_micros_opt, to_micros, to_micros_opt
+from wfe_sql.times import EPOCH, from_micros, from_micros_opt, to_micros, to_micros_opt
 
 if TYPE_CHECKING:
     from wfe_core.persistence import PersistenceProvider
@@ -146,6 +147,20 @@ assert ERROR_COLUMNS == (
     "error_type",
     "traceback",
 )
+
+
+class _SlowPath(Exception):
+    """A value the fast pointer encoding does not handle (the checked one does)."""
+
+
+def _micros_fast(value: Any) -> int | None:
+    """Stored microseconds of a UTC datetime (None passes); others: :class:`_SlowPath`."""
+    if value is None:
+        return None
+    if type(value) is datetime and value.tzinfo is UTC:
+        delta = value - EPOCH
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    raise _SlowPath
 
 
 def _chunks(ids: list[str]) -> Iterable[list[str]]:
@@ -324,7 +339,52 @@ class SqlPersistenceProvider:
         }
 
     def _pointer_values(self, workflow_id: str, p: ExecutionPointer) -> dict[str, Any]:
-        """The stored form of one pointer (validated; nothing written yet)."""
+        """The stored form of one pointer (validated; nothing written yet).
+
+        The common case -- UTC times, status enums, empty containers, values the
+        serializer takes -- runs without building any error path; anything else goes
+        through :meth:`_pointer_values_checked`, which names the field at fault."""
+        d = p.__dict__ if type(p) is ExecutionPointer else None
+        if d is None or type(d["status"]) is not PointerStatus:
+            return self._pointer_values_checked(workflow_id, p)
+        try:
+            return {
+                "p_workflow_id": workflow_id,
+                "p_id": d["id"],
+                "p_step_id": d["step_id"],
+                "p_step_name": d["step_name"],
+                "p_active": bool(d["active"]),
+                "p_status": d["status"].value,
+                "p_sleep_until": _micros_fast(d["sleep_until"]),
+                "p_persistence_data": self._enc_fast(d["persistence_data"]),
+                "p_start_time": _micros_fast(d["start_time"]),
+                "p_end_time": _micros_fast(d["end_time"]),
+                "p_event_name": d["event_name"],
+                "p_event_key": d["event_key"],
+                "p_event_published": bool(d["event_published"]),
+                "p_event_data": self._enc_fast(d["event_data"]),
+                "p_retry_count": d["retry_count"],
+                "p_children": self._enc_fast(d["children"]),
+                "p_context_item": self._enc_fast(d["context_item"]),
+                "p_predecessor_id": d["predecessor_id"],
+                "p_outcome": self._enc_fast(d["outcome"]),
+                "p_scope": self._enc_fast(d["scope"]),
+                "p_extension_attributes": self._enc_fast(d["extension_attributes"]),
+            }
+        except (_SlowPath, WfeError, TypeError, ValueError):
+            return self._pointer_values_checked(workflow_id, p)
+
+    def _enc_fast(self, value: Any) -> str | None:
+        """:meth:`_enc` without an error path (raises for the caller to retry checked)."""
+        if value is None:
+            return None
+        kind = type(value)
+        if (kind is list or kind is dict) and not value:
+            return "[]" if kind is list else "{}"
+        return self._dumps(value, "")
+
+    def _pointer_values_checked(self, workflow_id: str, p: ExecutionPointer) -> dict[str, Any]:
+        """:meth:`_pointer_values` with every check and a message naming the field."""
         if not isinstance(p, ExecutionPointer):
             raise TypeError(f"execution pointers must be ExecutionPointer, not {type(p).__name__}")
         what = f"execution_pointers[{p.id!r}]"

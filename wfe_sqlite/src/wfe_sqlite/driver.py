@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import sqlite3
@@ -524,26 +523,59 @@ async def _quiet_close(conn: aiosqlite.Connection) -> None:
 async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> _T:
     """Run ``fn(raw sqlite3 connection, *args)`` on the aiosqlite connection's own thread:
     a whole unit of work in one hop instead of one hop per statement (each hop is a
-    thread hand-off, tens to hundreds of microseconds). Uses aiosqlite's queue of work
-    for its thread (``Connection._execute``), so it is ordered with every other call on
-    the connection. Once queued, ``fn`` runs to the end even if the awaiting task is
-    cancelled.
+    thread hand-off, tens to hundreds of microseconds). Queued on aiosqlite's own queue
+    of work for its thread (see :func:`_hand_over`), so it is ordered with every other
+    call on the connection. Once queued, ``fn`` runs to the end even if the awaiting task
+    is cancelled.
     """
-    raw = conn._conn
-    result: _T = await conn._execute(fn, raw, *args)  # type: ignore[no-untyped-call]
-    return result
+    return await _hand_over(conn, fn, *args)
 
 
 def _hand_over(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
     """Queue ``fn(raw sqlite3 connection, *args)`` on the aiosqlite connection's thread
     *now* (no await: nothing can slip in between a caller's check and the queueing);
-    the future resolves on the event loop when it has run. The same queue item
-    aiosqlite's own ``Connection._execute`` makes."""
+    the future resolves on the event loop when it has run.
+
+    The queue item carries no future for aiosqlite to resolve: the work resolves its own
+    future, and does nothing when nobody can receive the outcome any more (the caller
+    was cancelled, or its event loop closed -- aiosqlite's own delivery would then fail
+    with an exception that kills the connection's thread)."""
     if not conn._running or conn._connection is None:
         raise ValueError("Connection closed")
-    future: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-    conn._tx.put_nowait((future, functools.partial(fn, conn._connection, *args)))
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[_T] = loop.create_future()
+    raw = conn._connection
+
+    def work() -> None:
+        try:
+            result = fn(raw, *args)
+        except BaseException as exc:  # handed to the caller, whatever it is
+            _resolve(loop, future, None, exc)
+        else:
+            _resolve(loop, future, result, None)
+
+    conn._tx.put_nowait((None, work))
     return future
+
+
+def _resolve(
+    loop: asyncio.AbstractEventLoop,
+    future: asyncio.Future[Any],
+    result: Any,
+    exc: BaseException | None,
+) -> None:
+    """From a connection's thread: settle ``future`` on its loop, unless nobody waits."""
+
+    def settle() -> None:
+        if future.done():  # the caller was cancelled meanwhile
+            return
+        if exc is None:
+            future.set_result(result)
+        else:
+            future.set_exception(exc)
+
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
+        loop.call_soon_threadsafe(settle)
 
 
 def _with_sync(
