@@ -12,10 +12,8 @@ from typing import Any
 
 import asyncpg
 import pytest
-from wfe_conformance.services import postgres_url
 from wfe_core.errors import ConcurrencyError, WorkflowNotFound
 from wfe_core.models import EventSubscription, ExecutionPointer, WorkflowInstance
-from wfe_postgres.testing import temporary_schema
 from wfe_sql.driver import Op
 from wfe_sql.group_commit import Outcome
 
@@ -29,26 +27,7 @@ TIMEOUT = 15.0
 OFFLINE = "postgresql://wfe@127.0.0.1:1/nowhere"  # never connected to
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def url() -> str:
-    return postgres_url()
-
-
-@pytest.fixture
-async def schema(url: str) -> AsyncIterator[str]:
-    async with temporary_schema(url) as name:
-        yield name
-
-
-@pytest.fixture
-async def store(url: str, schema: str) -> AsyncIterator[PostgresPersistenceProvider]:
-    async with PostgresPersistenceProvider(url, schema=schema, **SMALL) as p:
-        yield p
+# anyio_backend, url, schema and store: see conftest.py
 
 
 @pytest.fixture

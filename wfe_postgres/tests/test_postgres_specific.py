@@ -25,7 +25,7 @@ import anyio
 import asyncpg
 import pytest
 from wfe_conformance.scenario_support import wait_until
-from wfe_conformance.services import postgres_url, redis_url
+from wfe_conformance.services import redis_url
 from wfe_core.errors import ConcurrencyError, ProviderUnavailable
 from wfe_core.models import (
     ExecutionPointer,
@@ -54,26 +54,7 @@ pytestmark = pytest.mark.anyio
 SMALL: dict[str, Any] = {"min_size": 1, "max_size": 4}
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-def url() -> str:
-    return postgres_url()
-
-
-@pytest.fixture
-async def schema(url: str) -> AsyncIterator[str]:
-    async with temporary_schema(url) as name:
-        yield name
-
-
-@pytest.fixture
-async def store(url: str, schema: str) -> AsyncIterator[PostgresPersistenceProvider]:
-    async with PostgresPersistenceProvider(url, schema=schema, **SMALL) as p:
-        yield p
+# anyio_backend, url, schema and store: see conftest.py
 
 
 @contextlib.asynccontextmanager
