@@ -746,22 +746,51 @@ def test_bad_effective_date() -> None:
     assert "'next tuesday' is not an ISO 8601 date-time" in result.stderr
 
 
-def test_unreadable_data_suggests_app(tmp_path: Path) -> None:
+def test_show_and_list_without_app_print_undecodable_data_raw(tmp_path: Path) -> None:
+    """Data of a type this process does not know is shown as stored, marked, with no
+    --app needed (before, show and list failed asking for --app)."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    app = make_app(tmp_path, TYPED_APP)
-    wid = ok_json("start", "typed", "--app", app, "--url", url)["id"]
-    code = f"import sys; from wfe_core.cli import main; main(['show', {wid!r}, '--url', {url!r}])"
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        env=_env(),
-    )
-    assert proc.returncode == 1, proc.stderr
-    assert "cannot read the workflow data" in proc.stderr
-    assert "pass --app module:attr" in proc.stderr
+    wid = ok_json("start", "order", "--app", APP, "--url", url)["id"]
+    stored = {"$wfe": "dataclass", "t": "elsewhere.Unknown", "v": {"name": "n-1"}}
+    with sqlite3.connect(tmp_path / "store.db") as db:
+        db.execute("UPDATE wfe_workflows SET data = ? WHERE id = ?", (json.dumps(stored), wid))
+    text = wfe("show", wid, "--url", url, env={"COLUMNS": "300"})
+    assert text.exit_code == 0, text.stderr
+    assert "(raw: type not registered here)" in text.stdout
+    assert '"name": "n-1"' in text.stdout
+    assert "elsewhere.Unknown" in text.stdout  # the stored JSON and the reason
+    shown = ok_json("show", wid, "--url", url)
+    assert shown["data"] == stored
+    assert [(u["field"], u["note"]) for u in shown["undecodable"]] == [
+        ("data", "raw: type not registered here")
+    ]
+    assert [w["id"] for w in ok_json("list", "--url", url)["workflows"]] == [wid]
+    table = wfe("list", "--url", url)
+    assert table.exit_code == 0, table.stderr
+    assert wid in table.stdout
+
+
+def test_show_an_event_and_why_it_was_set_aside(url: str) -> None:
+    """``wfe show EVENT_ID`` shows the event, with its set-aside reason when it has one."""
+    event_id = ok_json("publish", "payment", "K-1", "--url", url, "--data", '{"amount": 3}')["id"]
+    shown = ok_json("show", event_id, "--url", url)
+    assert shown["kind"] == "event"
+    assert (shown["name"], shown["key"], shown["data"]) == ("payment", "K-1", {"amount": 3})
+    assert shown["set_aside"] is None
+
+    async def set_aside() -> None:
+        host = WorkflowHost.from_url(url)
+        async with host.persistence as store:
+            assert await store.set_aside_event(event_id, "data names an unknown type X")
+
+    asyncio.run(set_aside())
+    after = ok_json("show", event_id, "--url", url)
+    assert after["set_aside"] == "data names an unknown type X"
+    assert after["is_processed"] is True
+    text = wfe("show", event_id, "--url", url)
+    assert text.exit_code == 0, text.stderr
+    assert "set aside" in text.stdout
+    assert "data names an unknown type X" in text.stdout
 
 
 def test_sqlite_path_in_a_missing_folder(tmp_path: Path) -> None:
@@ -1084,6 +1113,82 @@ def test_worker_stop_waits_for_the_running_step(tmp_path: Path, workers: list[_W
     assert shown["data"] == {"slow_done": True}
     assert shown["pointers"][0]["status"] == "complete"
     assert shown["status"] == "complete"
+
+
+BLOCKING_APP = """
+    import asyncio
+    from pathlib import Path
+
+    from wfe_core import Workflow
+
+
+    async def block(context):
+        Path("step-started").write_text(context.workflow.id)
+        await asyncio.sleep(3600)
+
+
+    class Block(Workflow[dict]):
+        id = "block"
+        data_type = dict
+
+        def build(self, builder):
+            builder.start_with(block).name("blocking step")
+
+
+    def register(host):
+        host.register_workflow(Block())
+"""
+
+
+@pytest.fixture
+def worker_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL for a worker subprocess: a SQLite file, or a schema of its own on the
+    test PostgreSQL (dropped afterwards)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'forced.db'}"
+        return
+    from wfe_conformance.services import postgres_url
+    from wfe_postgres.testing import drop_schema, new_schema_name
+
+    base = postgres_url()
+    schema = new_schema_name("wfe_cli_")
+    yield f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    asyncio.run(drop_schema(base, schema))
+
+
+@pytest.mark.parametrize(
+    ("worker_store", "sig"),
+    [("sqlite", signal.SIGTERM), ("sqlite", signal.SIGINT), ("postgres", signal.SIGTERM)],
+    ids=["sqlite-SIGTERM", "sqlite-SIGINT", "postgres-SIGTERM"],
+    indirect=["worker_store"],
+)
+def test_second_signal_forces_a_prompt_exit(
+    tmp_path: Path, workers: list[_Worker], worker_store: str, sig: signal.Signals
+) -> None:
+    """A second SIGTERM / Ctrl-C while the worker waits for a running step ends it at
+    once: status 128 + the signal's number, one line on stderr, no traceback."""
+    app = make_app(tmp_path, BLOCKING_APP, "register")
+    worker = _Worker(["--app", app, "--url", worker_store, "--poll-interval", "0.1"], tmp_path)
+    workers.append(worker)
+    worker.wait_for_line("worker started")
+    ok_json("start", "block", "--app", app, "--url", worker_store, "--data", "{}")
+    marker = tmp_path / "step-started"
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.02)
+    worker.proc.send_signal(sig)
+    worker.wait_for_line("again to force")
+    started = time.monotonic()
+    code, out, err = worker.stop(sig, timeout=15)
+    assert time.monotonic() - started < 10
+    assert code == 128 + sig.value, err
+    assert "Traceback" not in err
+    assert "CancelledError" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"wfe worker: {sig.name} again: exiting now with status {code}")
+    assert "worker stopped" not in out
 
 
 # --------------------------------------------------------------------------------------

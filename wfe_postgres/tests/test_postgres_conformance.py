@@ -6,7 +6,7 @@ so ``pytest -n auto`` is safe on one database."""
 from collections.abc import AsyncIterator
 
 import pytest
-from wfe_conformance import ProviderConformance
+from wfe_conformance import ProviderConformance, StoreOpener
 from wfe_conformance.scenario_support import HostBuilder
 from wfe_conformance.services import postgres_url
 from wfe_postgres.testing import temporary_schema
@@ -23,6 +23,11 @@ class TestPostgresConformance(ProviderConformance):
         url = postgres_url()
         async with temporary_schema(url) as schema:
             yield url, schema
+
+    @pytest.fixture
+    def store_opener(self, pg_store: tuple[str, str]) -> StoreOpener:
+        url, schema = pg_store
+        return StoreOpener(url=url, options={"schema": schema, "min_size": 1, "max_size": 2})
 
     @pytest.fixture
     async def provider(

@@ -1,13 +1,14 @@
 """wfe-sqlite runs the shared conformance suite exactly as a third party would: the whole
 of it on a database file (repositories, the SQLite lock and queue, every host scenario
-with hosts wired to the SQLite lock and queue), and the persistence suites again on
-``:memory:``."""
+with hosts wired to the SQLite lock and queue, durability across reopen and across
+processes), and the persistence suites again on ``:memory:`` (not DURABLE: the
+durability tests skip)."""
 
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from wfe_conformance import PersistenceConformance, ProviderConformance
+from wfe_conformance import PersistenceConformance, ProviderConformance, StoreOpener
 from wfe_conformance.scenario_support import HostBuilder
 
 from wfe_core import HostOptions, WorkflowHost
@@ -15,6 +16,10 @@ from wfe_sqlite import SqliteLockProvider, SqlitePersistenceProvider, SqliteQueu
 
 
 class TestSqliteFileConformance(ProviderConformance):
+    @pytest.fixture
+    def store_opener(self, tmp_path: Path) -> StoreOpener:
+        return StoreOpener(url=f"sqlite:///{tmp_path / 'wfe.db'}")
+
     @pytest.fixture
     async def provider(self, tmp_path: Path) -> AsyncIterator[SqlitePersistenceProvider]:
         async with SqlitePersistenceProvider(tmp_path / "wfe.db") as p:

@@ -250,8 +250,11 @@ async def test_upgrade_runs_each_missing_step_once(db: Path) -> None:
     )
     driver = SqliteDriver(db)
     try:
-        assert await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[step]) == 1
-        assert await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[step]) == 2
+        assert await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[step]) == SCHEMA_VERSION
+        assert (
+            await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[step])
+            == SCHEMA_VERSION + 1
+        )
         with pytest.raises(SchemaVersionError, match="upgrade wfe"):
             await migrate(driver, target=SCHEMA_VERSION)
     finally:
@@ -263,6 +266,32 @@ async def test_upgrade_runs_each_missing_step_once(db: Path) -> None:
     ]
     assert "note" in [r[1] for r in raw_rows(db, "PRAGMA table_info(wfe_events)")]
     assert raw_rows(db, "SELECT id FROM wfe_workflows") == [("kept",)]
+
+
+async def test_version_1_store_is_migrated_to_version_2(db: Path) -> None:
+    """A store written by schema version 1 (no claim, control or set-aside columns)
+    gets them from migration 2 and keeps its rows."""
+    async with SqlitePersistenceProvider(db) as provider:
+        await provider.create_workflow(instance(id="old"))
+    con = sqlite3.connect(db)
+    for table, column in (
+        ("wfe_workflows", "owner"),
+        ("wfe_workflows", "lease_until"),
+        ("wfe_workflows", "control"),
+        ("wfe_events", "set_aside"),
+    ):
+        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    con.execute("DELETE FROM wfe_schema_version")
+    con.execute(
+        "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (1, 'v1', 0)"
+    )
+    con.commit()
+    con.close()
+    async with SqlitePersistenceProvider(db) as provider:
+        assert await provider.claim_workflow("old", "me", datetime.now(UTC) + timedelta(seconds=30))
+        await provider.request_control("old", "suspend")
+        assert (await provider.get_workflow_instance("old")).control_request == "suspend"
+    assert raw_rows(db, "SELECT max(version) FROM wfe_schema_version") == [(2,)]
 
 
 async def test_missing_migration_step_is_refused(db: Path) -> None:

@@ -11,7 +11,11 @@ Subclass :class:`ProviderConformance` in a ``Test*`` class and override the
             async with MyStore.connect(...) as p:
                 yield p
 
-Run ``pytest -rs`` to see which optional capabilities were skipped and why.
+A provider declaring ``Capability.DURABLE`` also overrides ``store_opener`` (a
+:class:`StoreOpener` for the same store, used from this process and others);
+:class:`MultiHostTests` is an opt-in suite of real worker processes on one store
+(override ``store_url``). Run ``pytest -rs`` to see which optional capabilities were
+skipped and why.
 """
 
 from __future__ import annotations
@@ -23,9 +27,14 @@ pytest.register_assert_rewrite(
     "wfe_conformance.capability_honesty",
     "wfe_conformance.commands",
     "wfe_conformance.concurrency",
+    "wfe_conformance.durability",
     "wfe_conformance.events",
     "wfe_conformance.execution_errors",
+    "wfe_conformance.limits",
     "wfe_conformance.lock_tests",
+    "wfe_conformance.multihost",
+    "wfe_conformance.ownership",
+    "wfe_conformance.poison",
     "wfe_conformance.queue_tests",
     "wfe_conformance.sample",
     "wfe_conformance.scenario_support",
@@ -38,9 +47,14 @@ from wfe_conformance.base import SuiteBase, requires
 from wfe_conformance.capability_honesty import CapabilityHonestyTests
 from wfe_conformance.commands import ScheduledCommandTests
 from wfe_conformance.concurrency import ConcurrencyTests
+from wfe_conformance.durability import DurabilityTests, StoreOpener
 from wfe_conformance.events import EventRepositoryTests
 from wfe_conformance.execution_errors import ErrorRepositoryTests
+from wfe_conformance.limits import KeyLimitTests
 from wfe_conformance.lock_tests import LockProviderTests
+from wfe_conformance.multihost import MultiHostTests
+from wfe_conformance.ownership import OwnershipTests
+from wfe_conformance.poison import PoisonDataTests
 from wfe_conformance.queue_tests import QueueProviderTests
 from wfe_conformance.scenarios import HostScenarioTests
 from wfe_conformance.subscriptions import SubscriptionRepositoryTests
@@ -49,14 +63,20 @@ from wfe_conformance.workflows import WorkflowRepositoryTests
 __all__ = [
     "CapabilityHonestyTests",
     "ConcurrencyTests",
+    "DurabilityTests",
     "ErrorRepositoryTests",
     "EventRepositoryTests",
     "HostScenarioTests",
+    "KeyLimitTests",
     "LockProviderTests",
+    "MultiHostTests",
+    "OwnershipTests",
     "PersistenceConformance",
+    "PoisonDataTests",
     "ProviderConformance",
     "QueueProviderTests",
     "ScheduledCommandTests",
+    "StoreOpener",
     "SubscriptionRepositoryTests",
     "SuiteBase",
     "WorkflowRepositoryTests",
@@ -72,12 +92,19 @@ class PersistenceConformance(
     ErrorRepositoryTests,
     ConcurrencyTests,
     CapabilityHonestyTests,
+    KeyLimitTests,
+    DurabilityTests,
 ):
     """Every persistence-repository suite (no lock, queue or host tests)."""
 
 
 class ProviderConformance(
-    PersistenceConformance, LockProviderTests, QueueProviderTests, HostScenarioTests
+    PersistenceConformance,
+    LockProviderTests,
+    QueueProviderTests,
+    HostScenarioTests,
+    PoisonDataTests,
+    OwnershipTests,
 ):
     """Everything a provider package must pass: repositories, lock, queue and (with
     the engine) every host scenario."""

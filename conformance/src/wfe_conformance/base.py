@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 from wfe_core.capabilities import Capability
 from wfe_core.locks import DistributedLockProvider
 from wfe_core.persistence import PersistenceProvider
 from wfe_core.queues import QueueProvider
+
+if TYPE_CHECKING:
+    from wfe_conformance.durability import StoreOpener
 
 __all__ = ["SuiteBase", "requires"]
 
@@ -88,6 +91,19 @@ class SuiteBase:
         raise NotImplementedError(
             "override the `provider` fixture in your Test* class: it must yield a fresh, "
             "empty, isolated PersistenceProvider"
+        )
+
+    @pytest.fixture
+    def store_opener(self) -> StoreOpener:
+        """How to open the store ``provider`` is on again -- another provider object on
+        the same store, in this process or another (a
+        :class:`~wfe_conformance.durability.StoreOpener`). Needed only by providers
+        declaring ``DURABLE``: override it then."""
+        raise NotImplementedError(
+            "your provider declares Capability.DURABLE: override the `store_opener` "
+            "fixture to return a wfe_conformance.StoreOpener (a store URL, or an "
+            "importable 'package.module:callable' with JSON-able options) that opens the "
+            "very store the `provider` fixture is on"
         )
 
     @pytest.fixture

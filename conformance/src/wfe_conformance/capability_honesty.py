@@ -36,7 +36,9 @@ _RECENT = _CUTOFF + timedelta(days=1)
 
 # Every capability must have honesty tests below; a new member of the enum fails
 # test_every_capability_is_covered until they are written.
-_COVERED = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURGE})
+_COVERED = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURGE, Capability.DURABLE})
+# DURABLE has no method to refuse; its declaration is checked below and proved in full by
+# DurabilityTests (wfe_conformance.durability).
 
 
 async def _finished(
@@ -163,6 +165,18 @@ class CapabilityHonestyTests(SuiteBase):
                 await provider.purge_workflows(WorkflowStatus.COMPLETE, _CUTOFF)
             assert info.value.capability == Capability.PURGE
             await _assert_kept(provider, workflow_id, sub_id)
+
+    async def test_durable_declaration_comes_with_a_way_to_reopen_the_store(
+        self, provider: PersistenceProvider, request: pytest.FixtureRequest
+    ) -> None:
+        """A provider declaring DURABLE overrides ``store_opener``, and a provider it
+        opens on the store sees a workflow written through ``provider``."""
+        if Capability.DURABLE not in provider.capabilities:
+            return  # nothing is promised
+        opener = request.getfixturevalue("store_opener")
+        workflow_id, _ = await _finished(provider, WorkflowStatus.RUNNABLE, None, with_extras=False)
+        async with opener.open() as other:
+            assert (await other.get_workflow_instance(workflow_id)).id == workflow_id
 
     @requires(Capability.PURGE)
     async def test_purge_deletes_only_old_instances_in_the_status(

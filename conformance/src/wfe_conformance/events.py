@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import dataclasses
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -234,6 +236,80 @@ class EventRepositoryTests(SuiteBase):
             await provider.mark_event_processed(f"unknown-{new_id()}")
         with pytest.raises(EventNotFound):
             await provider.mark_event_unprocessed(f"unknown-{new_id()}")
+
+    # --- set aside (poison data) --------------------------------------------------------
+
+    async def test_set_aside_event_keeps_reason_and_counts_as_processed(
+        self, provider: PersistenceProvider
+    ) -> None:
+        """set_aside_event returns True, stores the reason (get_event.set_aside) and
+        marks the event processed: not runnable, still listed by get_events."""
+        event = await _create(provider)
+        other = await _create(provider, event_key=event.event_key)
+        reason = "event_data: stored data names the type 'app.Gone', which is not registered"
+        assert await provider.set_aside_event(event.id, reason) is True
+        stored = await provider.get_event(event.id)
+        assert stored.set_aside == reason
+        assert stored.is_processed is True
+        expected = dataclasses.replace(event, is_processed=True, set_aside=reason)
+        assert_same(stored, expected, "event")
+        assert await provider.get_runnable_events(FAR_FUTURE) == [other.id]
+        assert await provider.get_events(event.event_name, event.event_key, FAR_PAST) == [
+            event.id,
+            other.id,
+        ]
+        assert (await provider.get_event(other.id)).set_aside is None
+
+    async def test_set_aside_is_final(self, provider: PersistenceProvider) -> None:
+        """A set-aside event stays processed and set aside: mark_event_unprocessed (as a
+        subscription's catch-up calls it) neither reopens nor clears it."""
+        event = await _create(provider)
+        assert await provider.set_aside_event(event.id, "cannot decode")
+        await provider.mark_event_unprocessed(event.id)
+        await provider.mark_event_processed(event.id)
+        await provider.mark_event_unprocessed(event.id)
+        stored = await provider.get_event(event.id)
+        assert (stored.is_processed, stored.set_aside) == (True, "cannot decode")
+        assert await provider.get_runnable_events(FAR_FUTURE) == []
+
+    async def test_set_aside_again_returns_false_and_keeps_first_reason(
+        self, provider: PersistenceProvider
+    ) -> None:
+        """Setting aside an event that already is returns False and keeps the first
+        reason; of concurrent callers exactly one gets True."""
+        event = await _create(provider)
+        assert await provider.set_aside_event(event.id, "first") is True
+        assert await provider.set_aside_event(event.id, "second") is False
+        assert (await provider.get_event(event.id)).set_aside == "first"
+        racing = await _create(provider)
+        results = await asyncio.gather(
+            *(provider.set_aside_event(racing.id, f"reason {n}") for n in range(8))
+        )
+        assert sorted(results) == [False] * 7 + [True]
+        assert (await provider.get_event(racing.id)).set_aside in {f"reason {n}" for n in range(8)}
+
+    async def test_set_aside_unknown_event_or_empty_reason_refused(
+        self, provider: PersistenceProvider
+    ) -> None:
+        """set_aside_event raises EventNotFound for an unknown id and ValueError for an
+        empty reason (changing nothing)."""
+        event = await _create(provider)
+        with pytest.raises(EventNotFound):
+            await provider.set_aside_event(f"unknown-{new_id()}", "reason")
+        with pytest.raises(ValueError, match="reason"):
+            await provider.set_aside_event(event.id, "")
+        stored = await provider.get_event(event.id)
+        assert (stored.is_processed, stored.set_aside) == (False, None)
+
+    async def test_create_event_set_aside_round_trips(self, provider: PersistenceProvider) -> None:
+        """An event created with set_aside comes back set aside and processed; an
+        ordinary one has set_aside None."""
+        aside = await _create(provider, set_aside="poison")
+        plain = await _create(provider)
+        stored = await provider.get_event(aside.id)
+        assert (stored.is_processed, stored.set_aside) == (True, "poison")
+        assert (await provider.get_event(plain.id)).set_aside is None
+        assert await provider.get_runnable_events(FAR_FUTURE) == [plain.id]
 
     # --- naive datetimes --------------------------------------------------------------
 

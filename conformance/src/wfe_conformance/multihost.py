@@ -198,7 +198,7 @@ class MultiHostTests(SuiteBase):
     """How many event-driven workflows they run."""
     crashing = 6
     """How many workflows run the slow step a worker is killed in."""
-    lease = 2.0
+    lease = 4.0
     """The workflow lock's lease in seconds (how long a killed worker's work waits)."""
     timeout = 180.0
     """Bound on each wait of the test."""

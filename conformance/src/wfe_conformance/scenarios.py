@@ -19,9 +19,10 @@ from typing import Any
 
 import anyio
 import pytest
-from wfe_core.persistence import PersistenceProvider
+from wfe_core.persistence import MAX_KEY_LENGTH, PersistenceProvider
 
 from wfe_conformance.base import SuiteBase
+from wfe_conformance.limits import BadWaitKeyWorkflow
 from wfe_conformance.scenario_support import (
     ACTIVITY,
     EVENT_1,
@@ -84,6 +85,7 @@ from wfe_conformance.scenario_support import (
     WaitTimeoutWorkflow,
     WhenWorkflow,
     WhileWorkflow,
+    far_future,
     subscriptions_for,
     wait_for_subscription,
     wait_until,
@@ -1149,6 +1151,42 @@ class HostScenarioTests(SuiteBase):
         assert inst.complete_time is not None
         assert rec.counts() == {"flaky": 1}
         assert len(await host.get_errors(wid)) == 1
+
+    async def test_wait_for_with_unstorable_key_is_a_step_error(
+        self, host_factory: HostFactory
+    ) -> None:
+        """A wait_for whose key no store can keep (401 characters, or a NUL) fails as an
+        ordinary step error: the error is recorded and on_error(TERMINATE) applies."""
+        host = await host_factory(BadWaitKeyWorkflow())
+        for key in ("k" * (MAX_KEY_LENGTH + 1), f"nul\x00{uid()}"):
+            wid = await host.start_workflow(BadWaitKeyWorkflow.id, Data(key=key))
+            inst = await self.finished(host, wid)
+            assert inst.status == WorkflowStatus.TERMINATED, inst.status
+            assert inst.data.flag is False
+            errors = await host.get_errors(wid)
+            assert len(errors) == 1, errors
+            assert "event key" in errors[0].message, errors[0].message
+            waiting = [p for p in inst.execution_pointers if p.step_id == 1]
+            assert [p.status for p in waiting] == [PointerStatus.FAILED]
+            assert waiting[0].event_key is None
+
+    async def test_publish_event_with_unstorable_key_is_refused(
+        self, host_factory: HostFactory, provider: PersistenceProvider
+    ) -> None:
+        """publish_event with a name or key over 400 characters or holding a NUL raises
+        ValueError naming it, and stores nothing; 400 characters are published."""
+        host = await host_factory()
+        for name, key in (
+            (EVENT_1, "k" * (MAX_KEY_LENGTH + 1)),
+            ("n" * (MAX_KEY_LENGTH + 1), "k"),
+            (EVENT_1, "a\x00b"),
+        ):
+            with pytest.raises(ValueError, match=r"event (name|key)"):
+                await host.publish_event(name, key, "data")
+        assert await provider.get_runnable_events(far_future()) == []
+        key = uid() + "k" * (MAX_KEY_LENGTH - 32)
+        event_id = await host.publish_event(EVENT_1, key, "data")
+        assert (await provider.get_event(event_id)).event_key == key
 
     # ----------------------------------------------------------------------------------
     # suspend, resume, terminate, stop

@@ -29,3 +29,12 @@ class Capability(StrEnum):
     """``purge_workflows(status, older_than)`` deletes finished (COMPLETE or TERMINATED)
     instances whose ``complete_time`` is before ``older_than``, together with their
     pointers, subscriptions and errors, and returns how many it deleted."""
+
+    DURABLE = "durable"
+    """The store outlives the provider object and the process: another provider object,
+    or another process, opened on the same store (e.g. from the same URL) sees everything
+    written -- instances, pointers, events, subscriptions and their claims, errors and
+    scheduled commands -- both while this one is open and after it was closed. Declared
+    by the SQLite (file) and PostgreSQL providers, not by the in-memory ones. Nothing
+    raises for it; the conformance suite (``DurabilityTests``) proves it across close
+    and reopen and across processes, given how to open the store again."""

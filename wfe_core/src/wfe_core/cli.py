@@ -43,10 +43,12 @@ import contextlib
 import dataclasses
 import decimal
 import enum
+import functools
 import importlib
 import inspect
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -72,6 +74,7 @@ from wfe_core.capabilities import Capability
 from wfe_core.definition import Workflow, WorkflowDefinition
 from wfe_core.errors import (
     DefinitionError,
+    EventNotFound,
     ProviderNotFound,
     SerializationError,
     WfeError,
@@ -80,6 +83,7 @@ from wfe_core.errors import (
 )
 from wfe_core.host import HostOptions, WorkflowHost
 from wfe_core.models import (
+    Event,
     ExecutionError,
     ExecutionPointer,
     LifecycleEvent,
@@ -87,7 +91,8 @@ from wfe_core.models import (
     WorkflowInstance,
     WorkflowStatus,
 )
-from wfe_core.registry import redact_url, url_scheme
+from wfe_core.registry import redact_url, supports_read_only, url_scheme
+from wfe_core.serialization import Undecodable
 
 __all__ = [
     "DEFAULT_URL",
@@ -149,27 +154,82 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise click.Abort() from None
 
 
+@dataclass(frozen=True)
+class _Services:
+    """Where a host takes its lock, queue and lifecycle publisher from, when not from
+    the store (``--lock-url``, ``--queue-url``, ``--lifecycle-url``)."""
+
+    lock_url: str | None = None
+    queue_url: str | None = None
+    lifecycle_url: str | None = None
+
+
+_SERVICE_OPTIONS = (
+    ("--lock-url", "lock_url", "WFE_LOCK_URL", "lock", "Take the distributed lock from"),
+    ("--queue-url", "queue_url", "WFE_QUEUE_URL", "queue", "Take the work queue from"),
+    (
+        "--lifecycle-url",
+        "lifecycle_url",
+        "WFE_LIFECYCLE_URL",
+        "lifecycle",
+        "Publish lifecycle events through",
+    ),
+)
+
+
+def _service_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--lock-url``, ``--queue-url`` and ``--lifecycle-url`` (env ``WFE_LOCK_URL``,
+    ``WFE_QUEUE_URL``, ``WFE_LIFECYCLE_URL``) to a command; it receives them as one
+    ``services`` argument. Every command that writes through a host takes them, so that
+    what it queues reaches workers that take their queue from another service."""
+    for flag, name, env, _role, text in reversed(_SERVICE_OPTIONS):
+        command = click.option(
+            flag,
+            name,
+            envvar=env,
+            default=None,
+            metavar="URL",
+            help=f"{text} another service, e.g. redis://host:6379/0 (env: {env}); use "
+            "the same as your workers.",
+        )(command)
+
+    @functools.wraps(command)  # keeps the options click collected on it
+    def with_services(*args: Any, **kwargs: Any) -> Any:
+        services = _Services(**{name: kwargs.pop(name) for _f, name, *_ in _SERVICE_OPTIONS})
+        return command(*args, services=services, **kwargs)
+
+    return with_services
+
+
 def _open_host(
     url: str,
     *,
-    lock_url: str | None = None,
-    queue_url: str | None = None,
+    services: _Services | None = None,
     options: HostOptions | None = None,
+    read_only: bool = False,
 ) -> WorkflowHost:
-    """``WorkflowHost.from_url`` with bad URLs reported as bad ``--url`` values."""
+    """``WorkflowHost.from_url`` with bad URLs reported as bad ``--url`` (or
+    ``--lock-url`` ...) values."""
+    services = services or _Services()
+    extra: dict[str, Any] = {"read_only": True} if read_only else {}
     try:
-        return WorkflowHost.from_url(url, lock_url=lock_url, queue_url=queue_url, options=options)
+        return WorkflowHost.from_url(
+            url,
+            lock_url=services.lock_url,
+            queue_url=services.queue_url,
+            lifecycle_url=services.lifecycle_url,
+            options=options,
+            **extra,
+        )
     except (ProviderNotFound, ValueError, TypeError) as exc:
         hint, message = "--url", str(exc)
-        for name, role, value in (
-            ("--lock-url", "lock", lock_url),
-            ("--queue-url", "queue", queue_url),
-        ):
+        for flag, name, _env, role, _text in _SERVICE_OPTIONS:
+            value = getattr(services, name)
             if value is not None and (
                 redact_url(value) in message or f"provides no {role} provider" in message
             ):
-                hint = name
-        raise click.BadParameter(str(exc), param_hint=hint) from exc
+                hint = flag
+        raise click.BadParameter(message, param_hint=hint) from exc
     except WfeError as exc:
         raise click.ClickException(f"cannot open the store {redact_url(url)}: {exc}") from exc
 
@@ -194,10 +254,8 @@ async def client_session(host: WorkflowHost) -> AsyncIterator[WorkflowHost]:
             await host.persistence.close()
 
 
-@asynccontextmanager
-async def _client(url: str, app: str | None = None) -> AsyncIterator[WorkflowHost]:
-    """A client host on ``url`` with ``app`` registered (see :func:`client_session`)."""
-    host = _open_host(url)
+async def _prepared(host: WorkflowHost, app: str | None) -> WorkflowHost:
+    """``host`` with the demo's types and ``app`` registered (closed if that fails)."""
     try:
         from wfe_core.demo import OrderData, Payment
 
@@ -208,13 +266,71 @@ async def _client(url: str, app: str | None = None) -> AsyncIterator[WorkflowHos
         with contextlib.suppress(Exception):
             await host.persistence.close()
         raise
+    return host
+
+
+def _store_error(url: str, exc: WfeError) -> BaseException:
+    """What a command reports for a wfe error raised while it used the store."""
+    if isinstance(exc, WorkflowNotFound | EventNotFound | SerializationError | ProviderNotFound):
+        return exc
+    return click.ClickException(f"{redact_url(url)}: {exc} ({type(exc).__name__})")
+
+
+@asynccontextmanager
+async def _client(
+    url: str, app: str | None = None, services: _Services | None = None
+) -> AsyncIterator[WorkflowHost]:
+    """A client host on ``url`` with ``app`` registered (see :func:`client_session`),
+    taking its lock, queue and lifecycle publisher from ``services`` where given."""
+    host = await _prepared(_open_host(url, services=services), app)
     try:
         async with client_session(host):
             yield host
     except WfeError as exc:
-        if isinstance(exc, WorkflowNotFound | SerializationError | ProviderNotFound):
+        error = _store_error(url, exc)
+        if error is exc:
             raise
-        raise click.ClickException(f"{redact_url(url)}: {exc} ({type(exc).__name__})") from exc
+        raise error from exc
+
+
+@asynccontextmanager
+async def _reader(url: str, app: str | None = None) -> AsyncIterator[WorkflowHost]:
+    """A host for commands that only read (``list``, ``show``): the store is opened
+    read-only where its provider supports it (``open_store(url, read_only=True)``: for
+    SQLite, a read-only file or one another process holds the write lock on can be
+    read), and nothing but the store is started. When the store cannot be read that
+    way -- it does not exist yet, or its schema must first be created or upgraded --
+    it is opened as every other command opens it."""
+    try:
+        read_only = supports_read_only(url)
+    except (ProviderNotFound, ValueError, TypeError):
+        read_only = False  # _open_host reports it
+    if read_only:
+        host = await _prepared(_open_host(url, read_only=True), app)
+        try:
+            await host.persistence.ensure_store_exists()
+        except WfeError:
+            with contextlib.suppress(Exception):
+                await host.persistence.close()
+            read_only = False
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await host.persistence.close()
+            raise
+    if not read_only:
+        async with _client(url, app) as host:
+            yield host
+        return
+    try:
+        yield host
+    except WfeError as exc:
+        error = _store_error(url, exc)
+        if error is exc:
+            raise
+        raise error from exc
+    finally:
+        with contextlib.suppress(Exception):
+            await host.persistence.close()
 
 
 def _need_app(app: str | None, command: str) -> str:
@@ -380,7 +496,8 @@ _UNITS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0
 def parse_duration(text: str) -> timedelta:
     """Parse ``7d``, ``12h``, ``30m``, ``45s``, ``1h30m``, ``2w``, ``500ms``.
 
-    Raises ``ValueError`` with the accepted forms for anything else.
+    Raises ``ValueError`` with the accepted forms for anything else, and for a
+    duration longer than ``timedelta`` holds (999,999,999 days).
     """
     s = re.sub(r"\s+", "", text).lower()
     pos, total = 0, 0.0
@@ -391,10 +508,23 @@ def parse_duration(text: str) -> timedelta:
         pos = match.end()
     if not s or pos != len(s):
         raise ValueError(
-            f"{text!r} is not a duration: use a number and a unit (w, d, h, m, s, ms), "
-            "e.g. 7d, 12h, 30m, 45s or 1h30m"
+            f"{_short(text)!r} is not a duration: use a number and a unit (w, d, h, m, s, "
+            "ms), e.g. 7d, 12h, 30m, 45s or 1h30m"
         )
-    return timedelta(seconds=total)
+    try:
+        if not math.isfinite(total):
+            raise OverflowError
+        return timedelta(seconds=total)
+    except OverflowError:
+        raise ValueError(
+            f"{_short(text)!r} is too long a duration: the longest is "
+            f"{timedelta.max.days:,} days (about 2.7 million years)"
+        ) from None
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """``text`` cut to ``limit`` characters for a message (a huge input stays readable)."""
+    return text if len(text) <= limit else f"{text[: limit - 20]}...({len(text):,} characters)"
 
 
 def _duration_param(
@@ -408,24 +538,31 @@ def _duration_param(
         raise click.BadParameter(str(exc)) from exc
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def _parse_json(text: str | None, option: str = "--data") -> Any:
-    """Parse a JSON option (``@path`` reads a file, ``-`` reads stdin)."""
+    """Parse a JSON option (``@path`` reads a file, ``-`` or ``@-`` reads stdin; both
+    must be UTF-8). Anything that is not plain, standard JSON -- ``NaN`` or
+    ``Infinity``, a number too large for a float, an integer of more digits than Python
+    converts, nesting deeper than Python's parser goes, a lone surrogate -- is refused
+    with ``click.BadParameter`` naming ``option``."""
     if text is None:
         return None
     source = "JSON"
-    if text == "-":
-        text, source = sys.stdin.read(), "JSON from stdin"
+    if text in ("-", "@-"):
+        text, source = _read_stdin(option), "JSON from stdin"
     elif text.startswith("@"):
         path = Path(text[1:])
         try:
-            text = path.read_text(encoding="utf-8")
+            raw = path.read_bytes()
         except OSError as exc:
             raise click.BadParameter(
                 f"cannot read {path}: {exc.strerror}", param_hint=option
             ) from exc
-        source = f"JSON in {path}"
+        text, source = _utf8(raw, str(path), option), f"JSON in {path}"
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         line = exc.doc.splitlines()[exc.lineno - 1] if exc.doc.splitlines() else ""
         pointer = f"\n    {line}\n    {' ' * (exc.colno - 1)}^" if len(line) <= 200 else ""
@@ -434,6 +571,82 @@ def _parse_json(text: str | None, option: str = "--data") -> Any:
             f"(character {exc.pos}){pointer}",
             param_hint=option,
         ) from exc
+    except RecursionError:
+        raise click.BadParameter(
+            f"{source} is nested too deeply (more than about {sys.getrecursionlimit()} "
+            "levels of arrays and objects)",
+            param_hint=option,
+        ) from None
+    except ValueError as exc:  # NaN, 1e999, an integer of more than 4300 digits
+        raise click.BadParameter(f"{source} cannot be used: {exc}", param_hint=option) from None
+    where = _lone_surrogate(value)
+    if where is not None:
+        raise click.BadParameter(
+            f"{source} holds a lone surrogate (a \\ud800-\\udfff escape without its pair) "
+            f"at {where}: that is not Unicode text and cannot be stored",
+            param_hint=option,
+        )
+    return value
+
+
+def _read_stdin(option: str) -> str:
+    """All of stdin as UTF-8 text (refused with ``click.BadParameter`` if it is not)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return _utf8(buffer.read(), "stdin", option)
+    text = sys.stdin.read()
+    # A text stream decoded with "surrogateescape" (the C locale) hides bytes that are
+    # not UTF-8 as lone surrogates.
+    bad = _SURROGATE.search(text)
+    if bad is not None:
+        raise click.BadParameter(
+            f"stdin is not UTF-8 text (undecodable byte at character {bad.start()})",
+            param_hint=option,
+        )
+    return text
+
+
+def _utf8(raw: bytes, where: str, option: str) -> str:
+    """``raw`` decoded as UTF-8 (a byte-order mark is dropped), or ``click.BadParameter``."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(
+            f"{where} is not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start} "
+            "cannot be decoded (save it as UTF-8)",
+            param_hint=option,
+        ) from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number (JSON has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"the number {_short(text)} is too large for a float")
+    return number
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The path (``data.items[2].name``) of the first string or key in parsed JSON that
+    holds a lone surrogate, or None. Iterative: any depth json.loads returned is fine."""
+    stack: list[tuple[Any, str]] = [(value, "data")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item) is not None:
+                return path
+        elif isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+        elif isinstance(item, dict):
+            for key, v in item.items():
+                sub = f"{path}[{json.dumps(key)}]"
+                if _SURROGATE.search(key) is not None:
+                    return sub
+                stack.append((v, sub))
+    return None
 
 
 def _parse_when(text: str, option: str) -> datetime:
@@ -442,9 +655,16 @@ def _parse_when(text: str, option: str) -> datetime:
         when = datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise click.BadParameter(
-            f"{text!r} is not an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z", param_hint=option
+            f"{_short(text)!r} is not an ISO 8601 date-time, e.g. 2024-05-01T12:00:00Z",
+            param_hint=option,
         ) from exc
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    try:
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except OverflowError:
+        raise click.BadParameter(
+            f"{_short(text)!r} is out of range: in UTC it falls outside the years 1 to 9999",
+            param_hint=option,
+        ) from None
 
 
 class _CoerceError(Exception):
@@ -692,9 +912,16 @@ def _coerce_dataclass(value: Any, tp: type, path: str) -> Any:
 
 def jsonable(value: Any) -> Any:
     """``value`` as plain JSON: dataclasses and models as objects, Decimal and UUID as
-    strings, date-times in ISO 8601, durations in seconds, sets and tuples as lists."""
+    strings, date-times in ISO 8601, durations in seconds, sets and tuples as lists, and
+    an :class:`~wfe_core.serialization.Undecodable` (stored data of a type not
+    registered here) as the JSON it was stored as."""
     if value is None or isinstance(value, bool | int | str):
         return value
+    if isinstance(value, Undecodable):
+        try:
+            return json.loads(value.raw)
+        except (ValueError, RecursionError):
+            return value.raw
     if isinstance(value, float):
         return (
             value if value == value and value not in (float("inf"), float("-inf")) else str(value)
@@ -841,6 +1068,21 @@ _json_option = click.option(
 )
 
 
+class _FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses ``nan``, ``inf`` and ``-inf`` (a NaN
+    passes every range check, and no setting means forever)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
+
+
+_MAX_INT64 = 2**63 - 1
+"""The largest integer every store keeps (64-bit)."""
+
+
 def _app_option(help_text: str = _APP_HELP) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option(
         "--app", envvar="WFE_APP", default=None, metavar="MODULE:ATTR", help=help_text
@@ -869,33 +1111,22 @@ def cli(ctx: click.Context, url: str) -> None:
 @cli.command()
 @_app_option()
 @_url_option
-@click.option(
-    "--lock-url",
-    default=None,
-    metavar="URL",
-    help="Take the distributed lock from another store (e.g. redis://...).",
-)
-@click.option(
-    "--queue-url",
-    default=None,
-    metavar="URL",
-    help="Take the work queue from another store (e.g. redis://...).",
-)
+@_service_options
 @click.option(
     "--concurrency",
-    type=click.IntRange(min=1),
+    type=click.IntRange(min=1, max=1_000_000),
     default=None,
     help="Workflow passes run at once (HostOptions.max_concurrent_workflows).",
 )
 @click.option(
     "--poll-interval",
-    type=click.FloatRange(min=0.01),
+    type=_FiniteFloatRange(min=0.01),
     default=None,
     help="Seconds between looks for due work (HostOptions.poll_interval).",
 )
 @click.option(
     "--stop-timeout",
-    type=click.FloatRange(min=0),
+    type=_FiniteFloatRange(min=0),
     default=None,
     help="Seconds stopping waits for running steps (HostOptions.stop_timeout).",
 )
@@ -916,8 +1147,7 @@ def cli(ctx: click.Context, url: str) -> None:
 def worker(
     app: str | None,
     url: str | None,
-    lock_url: str | None,
-    queue_url: str | None,
+    services: _Services,
     concurrency: int | None,
     poll_interval: float | None,
     stop_timeout: float | None,
@@ -930,6 +1160,11 @@ def worker(
     --app module:attr names your workflows: a Workflow instance or class, a list of
     them, a function returning them, or a function register(host) (sync or async)
     that registers what it wants. Stopping waits for running steps, then exits 0.
+
+    A second Ctrl-C or SIGTERM while it waits forces the exit: it stops at once with
+    one line on stderr and exit status 128 + the signal's number (130 for Ctrl-C, 143
+    for SIGTERM), as if killed by it. Steps still running are abandoned; as after a
+    crash, they run again (on this or another worker) once their lock lease expires.
     """
     spec = _need_app(app, "worker")
     store = _url(url)
@@ -942,7 +1177,11 @@ def worker(
         fields["stop_timeout"] = stop_timeout
     _setup_logging(log_level)
     log = _WorkerLog(as_json, steps)
-    _run(_worker(store, spec, lock_url, queue_url, HostOptions(**fields), log))
+    try:
+        options = HostOptions(**fields)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    _run(_worker(store, spec, services, options, log))
 
 
 def _setup_logging(level: str) -> None:
@@ -1024,15 +1263,33 @@ class _WorkerLog:
         )
 
 
+def _force_exit(signum: int, log: _WorkerLog) -> NoReturn:
+    """End the worker process now (a second signal): one line on stderr (and a
+    ``worker_forced`` JSON line with ``--json``), exit status ``128 + signum``. No
+    cleanup runs: like a crash, which the store is built to survive."""
+    name = signal.Signals(signum).name
+    status = 128 + signum
+    with contextlib.suppress(Exception):  # stdout may be mid-write in the main thread
+        if log.as_json:
+            log.info("worker_forced", f"{name} again", signal=name, exit_status=status)
+        sys.stdout.flush()
+    with contextlib.suppress(Exception):
+        sys.stderr.write(
+            f"wfe worker: {name} again: exiting now with status {status}, without waiting "
+            "for running steps (they run again once their lock lease expires)\n"
+        )
+        sys.stderr.flush()
+    os._exit(status)
+
+
 async def _worker(
     url: str,
     spec: str,
-    lock_url: str | None,
-    queue_url: str | None,
+    services: _Services,
     options: HostOptions,
     log: _WorkerLog,
 ) -> None:
-    host = _open_host(url, lock_url=lock_url, queue_url=queue_url, options=options)
+    host = _open_host(url, services=services, options=options)
     try:
         definitions = await apply_app(host, spec)
     except BaseException:
@@ -1042,18 +1299,25 @@ async def _worker(
     host.on_lifecycle_event(log.handle)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
     signals = [signal.SIGINT, signal.SIGTERM]
     received: list[str] = []
 
+    def force(signum: int, frame: types.FrameType | None) -> None:
+        _force_exit(signum, log)
+
     def on_signal(sig: signal.Signals) -> None:
-        received.append(sig.name)
         if stop.is_set():
-            log.info("worker_forced", f"{sig.name} again: stopping now", signal=sig.name)
-            if main_task is not None:
-                main_task.cancel()
-            return
+            _force_exit(sig, log)
+        received.append(sig.name)
         stop.set()
+        # From now on a signal ends the process from a plain handler, which runs as soon
+        # as the main thread runs any Python code -- even if the event loop is stuck --
+        # while the loop's registration stays, so its wake-up pipe still interrupts a
+        # loop waiting for I/O. (Cancelling the main task instead could hang for good:
+        # asyncio.run then waits for every task, including steps that ignore
+        # cancellation, and for connection threads.)
+        for other in installed:
+            signal.signal(other, force)
 
     installed: list[signal.Signals] = []
     for sig in signals:
@@ -1118,6 +1382,7 @@ async def _worker(
 @click.option("--reference", default=None, help="Your own reference for the instance.")
 @_app_option()
 @_url_option
+@_service_options
 @_json_option
 def start(
     definition: str,
@@ -1126,6 +1391,7 @@ def start(
     reference: str | None,
     app: str | None,
     url: str | None,
+    services: _Services,
     as_json: bool,
 ) -> None:
     """Start a workflow instance of DEFINITION; print its id.
@@ -1138,7 +1404,7 @@ def start(
     store = _url(url)
 
     async def go() -> dict[str, Any]:
-        async with _client(store, spec) as host:
+        async with _client(store, spec, services) as host:
             try:
                 found = host.registry.get(definition, version)
             except WorkflowNotRegistered:
@@ -1191,6 +1457,7 @@ def start(
     "made at or before it receive it; a future time holds it back.",
 )
 @_url_option
+@_service_options
 @_json_option
 def publish(
     name: str,
@@ -1198,6 +1465,7 @@ def publish(
     data: str | None,
     effective_date: str | None,
     url: str | None,
+    services: _Services,
     as_json: bool,
 ) -> None:
     """Publish event NAME with KEY: workflows waiting for it resume."""
@@ -1208,7 +1476,7 @@ def publish(
     store = _url(url)
 
     async def go() -> str:
-        async with _client(store) as host:
+        async with _client(store, services=services) as host:
             return await host.publish_event(name, key, payload, when)
 
     event_id = _run(go())
@@ -1232,26 +1500,108 @@ def publish(
 @_url_option
 @_json_option
 def show(workflow_id: str, app: str | None, url: str | None, as_json: bool) -> None:
-    """Show a workflow instance: status, times, data, pointers and errors."""
+    """Show a workflow instance: status, times, data, pointers and errors.
+
+    ID may also be an event's id (as `wfe publish` prints it): then the event is shown,
+    with the reason it was set aside if it was. Data of a type this command does not
+    know (no --app) is shown as stored, marked "(raw: type not registered here)".
+    """
     store = _url(url)
 
-    async def go() -> tuple[WorkflowInstance, list[ExecutionError]]:
-        async with _client(store, app) as host:
+    async def go() -> tuple[WorkflowInstance, list[ExecutionError]] | Event:
+        async with _reader(store, app) as host:
             try:
                 inst = await host.get_workflow_instance(workflow_id)
             except SerializationError as exc:
                 raise _read_error(exc, app) from exc
+            except WorkflowNotFound:
+                try:
+                    return await host.persistence.get_event(workflow_id)
+                except (EventNotFound, ValueError, TypeError):
+                    raise click.ClickException(
+                        f"{WorkflowNotFound(workflow_id)} (and no event has that id)"
+                    ) from None
+                except SerializationError as exc:
+                    raise _read_error(exc, app) from exc
             return inst, await host.get_errors(workflow_id)
 
-    inst, errors = _run(go())
+    found = _run(go())
+    if isinstance(found, Event):
+        _show_event(found, as_json)
+        return
+    inst, errors = found
     if as_json:
         doc = _summary_json(inst)
         doc["data"] = jsonable(inst.data)
         doc["pointers"] = [_pointer_json(p) for p in inst.execution_pointers]
         doc["errors"] = [_error_json(e) for e in errors]
+        doc["set_aside"] = getattr(inst, "set_aside", None)
+        doc["undecodable"] = [
+            {"field": name, "reason": value.reason, "note": _RAW_NOTE}
+            for name, value in _undecodable_values(inst)
+        ]
         _emit_json(doc)
         return
     _print_instance(inst, errors)
+
+
+def _show_event(event: Event, as_json: bool) -> None:
+    """``wfe show`` of an event: name, key, time, state (and why it was set aside), data."""
+    if as_json:
+        _emit_json(
+            {
+                "kind": "event",
+                "id": event.id,
+                "name": event.event_name,
+                "key": event.event_key,
+                "event_time": _iso(event.event_time),
+                "is_processed": event.is_processed,
+                "set_aside": event.set_aside,
+                "data": jsonable(event.event_data),
+                "undecodable": (
+                    [{"field": "event_data", "reason": event.event_data.reason, "note": _RAW_NOTE}]
+                    if isinstance(event.event_data, Undecodable)
+                    else []
+                ),
+            }
+        )
+        return
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    head.add_row("event", event.id)
+    head.add_row("name", event.event_name)
+    head.add_row("key", repr(event.event_key))
+    head.add_row("time", _when(event.event_time))
+    state = "processed" if event.is_processed else "waiting for delivery"
+    head.add_row("state", "set aside" if event.set_aside is not None else state)
+    if event.set_aside is not None:
+        head.add_row("set aside", event.set_aside)
+    head.add_row("data", _data_text(event.event_data))
+    _console().print(head)
+
+
+_RAW_NOTE = "raw: type not registered here"
+"""How output marks a value shown as stored because its type is not known here."""
+
+
+def _undecodable_values(inst: WorkflowInstance) -> list[tuple[str, Undecodable]]:
+    """The instance's data and pointer values that could not be decoded, by field."""
+    found: list[tuple[str, Undecodable]] = []
+    if isinstance(inst.data, Undecodable):
+        found.append(("data", inst.data))
+    for p in inst.execution_pointers:
+        for name in ("persistence_data", "event_data", "context_item", "outcome"):
+            value = getattr(p, name, None)
+            if isinstance(value, Undecodable):
+                found.append((f"pointer {p.step_name or p.step_id} ({p.id}).{name}", value))
+    return found
+
+
+def _data_text(value: Any) -> str:
+    """A value as one line of JSON, marked when it is shown as stored (undecodable)."""
+    text = json.dumps(jsonable(value), ensure_ascii=False)
+    return f"{text}  ({_RAW_NOTE})" if isinstance(value, Undecodable) else text
 
 
 def _print_instance(inst: WorkflowInstance, errors: list[ExecutionError]) -> None:
@@ -1271,7 +1621,12 @@ def _print_instance(inst: WorkflowInstance, errors: list[ExecutionError]) -> Non
     if inst.status is WorkflowStatus.RUNNABLE:
         head.add_row("next run", _when(inst.next_execution))
     head.add_row("revision", str(inst.revision))
-    head.add_row("data", json.dumps(jsonable(inst.data), ensure_ascii=False))
+    set_aside = getattr(inst, "set_aside", None)
+    if set_aside:
+        head.add_row("set aside", str(set_aside))
+    head.add_row("data", _data_text(inst.data))
+    for name, value in _undecodable_values(inst):
+        head.add_row("undecodable", value.reason if name == "data" else f"{name}: {value.reason}")
     console.print(head)
     pointers = Table(title="execution pointers (times UTC)", title_justify="left")
     with_outcome = any(p.outcome is not None for p in inst.execution_pointers)
@@ -1300,7 +1655,12 @@ def _print_instance(inst: WorkflowInstance, errors: list[ExecutionError]) -> Non
             str(p.retry_count),
         ]
         if with_outcome:
-            row.append("" if p.outcome is None else repr(p.outcome))
+            if p.outcome is None:
+                row.append("")
+            else:
+                row.append(
+                    _data_text(p.outcome) if isinstance(p.outcome, Undecodable) else repr(p.outcome)
+                )
         pointers.add_row(*row)
     console.print(pointers)
     if not errors:
@@ -1332,7 +1692,7 @@ _STATUSES = [s.value for s in WorkflowStatus]
 @click.option("--reference", default=None, help="Only instances with this reference.")
 @click.option(
     "--skip",
-    type=click.IntRange(min=0),
+    type=click.IntRange(min=0, max=_MAX_INT64),
     default=0,
     show_default=True,
     help="Skip this many (oldest first).",
@@ -1361,7 +1721,7 @@ def list_(
     store = _url(url)
 
     async def go() -> list[WorkflowInstance]:
-        async with _client(store, app) as host:
+        async with _reader(store, app) as host:
             try:
                 return await host.persistence.query_workflows(
                     status=WorkflowStatus(status.lower()) if status else None,
@@ -1421,12 +1781,15 @@ def _control_command(action: str, done: str, allowed: str) -> click.Command:
         "Register your workflows' data types (module:attr, or WFE_APP) to rewrite the instance."
     )
     @_url_option
+    @_service_options
     @_json_option
-    def command(workflow_id: str, app: str | None, url: str | None, as_json: bool) -> None:
+    def command(
+        workflow_id: str, app: str | None, url: str | None, services: _Services, as_json: bool
+    ) -> None:
         store = _url(url)
 
         async def go() -> tuple[bool, WorkflowInstance]:
-            async with _client(store, app) as host:
+            async with _client(store, app, services) as host:
                 try:
                     await host.get_workflow_instance(workflow_id)  # WorkflowNotFound
                     changed = await getattr(host, f"{action}_workflow")(workflow_id)
@@ -1476,7 +1839,14 @@ def purge(status: str, older_than: timedelta, url: str | None, as_json: bool) ->
     """Delete finished instances (with their pointers, subscriptions and errors)."""
     store = _url(url)
     wanted = WorkflowStatus(status.lower())
-    cutoff = datetime.now(UTC) - older_than
+    try:
+        cutoff = datetime.now(UTC) - older_than
+    except OverflowError:
+        raise click.BadParameter(
+            f"{older_than.days:,} days ago falls before the year 1: nothing ended that long "
+            "ago; give a shorter duration",
+            param_hint="'--older-than'",
+        ) from None
 
     async def go() -> int:
         async with _client(store) as host:
@@ -1508,7 +1878,7 @@ def purge(status: str, older_than: timedelta, url: str | None, as_json: bool) ->
 )
 @click.option(
     "--payment-window",
-    type=click.FloatRange(0.5, 60),
+    type=_FiniteFloatRange(0.5, 60),
     default=4.0,
     show_default=True,
     help="Seconds an order waits for its payment.",

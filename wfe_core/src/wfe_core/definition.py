@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from wfe_core.errors import DefinitionError, WorkflowNotRegistered
 from wfe_core.models import ExecutionPointer, WorkflowInstance
+from wfe_core.persistence import check_key
 
 if TYPE_CHECKING:
     from wfe_core.builder import WorkflowBuilder
@@ -112,7 +113,14 @@ class ExecutionResult:
         cls, name: str, key: str, effective_date: datetime | None = None
     ) -> ExecutionResult:
         """Wait for an event with this name and key published at or after
-        ``effective_date`` (default: now)."""
+        ``effective_date`` (default: now).
+
+        A name or key no store can keep (longer than
+        :data:`~wfe_core.persistence.MAX_KEY_LENGTH` characters, or holding a NUL) raises
+        ``ValueError`` here, inside the step: an ordinary step error, recorded and handled
+        by the step's error behaviour."""
+        check_key(name, "event name")
+        check_key(key, "event key")
         if effective_date is not None and effective_date.tzinfo is None:
             raise ValueError("effective_date must be timezone-aware")
         return cls(proceed=False, event_name=name, event_key=key, event_as_of=effective_date)

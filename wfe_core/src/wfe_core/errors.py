@@ -10,8 +10,10 @@ from __future__ import annotations
 __all__ = [
     "CapabilityNotSupported",
     "ConcurrencyError",
+    "ControlPending",
     "DefinitionError",
     "EventNotFound",
+    "LeaseLost",
     "NotFoundError",
     "ProviderNotFound",
     "ProviderUnavailable",
@@ -80,6 +82,43 @@ class ConcurrencyError(WfeError):
         )
         self.workflow_id = workflow_id
         self.expected_revision = expected_revision
+
+
+class LeaseLost(ConcurrencyError):
+    """A checkpoint was refused because the writer does not hold a live claim on the
+    instance (its lease expired or another host claimed it), or because another host
+    holds one. Nothing was written; the writer must stop working on the instance."""
+
+    def __init__(self, workflow_id: str, owner: str | None) -> None:
+        WfeError.__init__(
+            self,
+            f"workflow instance {workflow_id!r}: "
+            + (
+                f"the claim of {owner!r} is lost or expired"
+                if owner is not None
+                else "another host holds a live claim on it"
+            )
+            + "; nothing was written",
+        )
+        self.workflow_id = workflow_id
+        self.expected_revision = -1
+        self.owner = owner
+
+
+class ControlPending(ConcurrencyError):
+    """A checkpoint by the holder was refused because a suspend / resume / terminate
+    request is pending for the instance: the holder applies it (persisting with
+    ``apply_control=True``) instead of carrying on. Nothing was written."""
+
+    def __init__(self, workflow_id: str, action: str | None) -> None:
+        WfeError.__init__(
+            self,
+            f"workflow instance {workflow_id!r} has a pending {action or 'control'} request; "
+            "apply it before writing anything else",
+        )
+        self.workflow_id = workflow_id
+        self.expected_revision = -1
+        self.action = action
 
 
 class CapabilityNotSupported(WfeError, NotImplementedError):

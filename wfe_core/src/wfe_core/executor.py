@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from wfe_core.crashpoints import crash_point
 from wfe_core.definition import (
     ErrorBehavior,
     ExecutionResult,
@@ -27,6 +28,7 @@ from wfe_core.definition import (
     WorkflowDefinition,
     WorkflowStep,
 )
+from wfe_core.errors import LeaseLost
 from wfe_core.models import (
     EventSubscription,
     ExecutionError,
@@ -55,13 +57,26 @@ StepMiddleware = Callable[
 
 
 class PassControl:
-    """Signals between the host and a running pass."""
+    """Signals between the host and a running pass.
 
-    __slots__ = ("cancelled", "stop_requested")
+    ``owner`` is the claim the pass writes its checkpoints with (see
+    ``WorkflowRepository.claim_workflow``); ``lease_lost`` is set once that claim is
+    gone, after which the pass writes nothing more."""
 
-    def __init__(self) -> None:
+    __slots__ = ("cancelled", "finished", "lease_lost", "owner", "stop_requested")
+
+    def __init__(self, owner: str | None = None) -> None:
         self.cancelled = asyncio.Event()
+        self.finished = asyncio.Event()
         self.stop_requested = False
+        self.lease_lost = False
+        self.owner = owner
+
+    def lost(self) -> None:
+        """The claim is gone: stop after the running steps, cancel them, write nothing."""
+        self.lease_lost = True
+        self.stop_requested = True
+        self.cancelled.set()
 
 
 def _call_sync(body: StepBody, context: StepContext[Any]) -> Any:
@@ -251,12 +266,16 @@ class _Pass:
 
     async def _checkpoint(self) -> None:
         inst = self.instance
+        if self.control.lease_lost:  # fenced out: write nothing more, not even errors
+            raise LeaseLost(inst.id, self.control.owner)
         inst.next_execution = self._next_execution()
         subs, self.new_subs = self.new_subs, []
         if self.errors:  # before the instance, so a reader never sees the outcome first
             errors, self.errors = self.errors, []
             await self.ex.persistence.persist_errors(errors)
-        await self.ex.persistence.persist_workflow(inst, subs)
+        crash_point("checkpoint.before_persist")
+        await self.ex.persistence.persist_workflow(inst, subs, owner=self.control.owner)
+        crash_point("checkpoint.after_persist")
         if self.ended_waiters:
             ended, self.ended_waiters = self.ended_waiters, []
             await self.ex.persistence.terminate_subscriptions(inst.id, ended)
@@ -297,9 +316,9 @@ class _Pass:
             self._event(LifecycleEventType.STEP_STARTED, p)
         if p.status is not PointerStatus.RUNNING:
             p.status = PointerStatus.RUNNING
-        body = step.body()
         context: StepContext[Any] = StepContext(inst, step, p, self.host, self.control.cancelled)
         try:
+            body = step.body()  # a body whose __init__ raises is an ordinary step error
             data = inst.data
             for attr, fn, nargs in step.inputs:
                 setattr(body, attr, fn(data) if nargs == 1 else fn(data, context))

@@ -20,7 +20,9 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import secrets
+import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,11 +34,14 @@ from typing import Any, Self
 
 from wfe_core.builder import WorkflowBuilder
 from wfe_core.capabilities import Capability
+from wfe_core.crashpoints import crash_point
 from wfe_core.definition import StepContext, Workflow, WorkflowDefinition, WorkflowRegistry
 from wfe_core.errors import (
     ConcurrencyError,
+    ControlPending,
     DefinitionError,
     EventNotFound,
+    LeaseLost,
     ProviderUnavailable,
     SubscriptionNotFound,
     TokenMismatch,
@@ -62,6 +67,7 @@ from wfe_core.models import (
     utcnow,
 )
 from wfe_core.persistence import PersistenceProvider
+from wfe_core.poison import set_aside_if_poison, suspend_if_undecodable
 from wfe_core.primitives import (
     ACTIVITY_EVENT,
     PARENT_ATTRIBUTE,
@@ -113,8 +119,20 @@ class HostOptions:
     """How long stopping waits for running steps before cancelling them."""
     poll_batch: int = 1000
     """The most due workflows or events one poll queues."""
+    control_interval: float = 0.5
+    """How often a host looks in the store for suspend / resume / terminate requests
+    recorded by other processes for the instances it is running."""
 
     def __post_init__(self) -> None:
+        import dataclasses  # local imports: this method is their only user
+        import math
+
+        for option in dataclasses.fields(self):
+            value = getattr(self, option.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(
+                    f"HostOptions.{option.name} must be a finite number, not {value!r}"
+                )
         for name in ("poll_interval", "idle_time", "lock_ttl", "activity_token_ttl"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"HostOptions.{name} must be positive")
@@ -135,20 +153,64 @@ class PendingActivity:
 
 
 class _LeaseKeeper:
-    """Keeps a pass's workflow lock leased: renews it every ``lock_ttl / 3`` seconds
-    until :meth:`stop`. A timer, not a task, until a renewal is due (most passes end
-    long before one is); a renewal that fails or finds the lease lost stops the pass."""
+    """Keeps a pass's claim on its instance (in the store) and its workflow lock (the
+    fast path) leased: renews both every ``lock_ttl / 3`` seconds until :meth:`stop`.
+    A timer, not a task, until a renewal is due (most passes end long before one is).
 
-    __slots__ = ("_control", "_host", "_name", "_over", "_task", "_timer")
+    The pass is stopped (``stop_requested``, ``context.cancelled``) when a renewal
+    finds the claim lost, and also when no renewal has succeeded for a whole lease by
+    this process's own clock, measured from the start of the last successful renewal
+    call (so no later than the store's expiry: a starved or partitioned host gives up by
+    the time another host may take the instance over); from then on it writes nothing
+    and the store refuses its checkpoints. A renewal delayed by less than the lease
+    keeps the claim.
+    """
 
-    def __init__(self, host: WorkflowHost, name: str, control: PassControl) -> None:
+    __slots__ = (
+        "_control",
+        "_deadline",
+        "_expiry_timer",
+        "_host",
+        "_name",
+        "_over",
+        "_task",
+        "_timer",
+        "_workflow_id",
+    )
+
+    def __init__(
+        self, host: WorkflowHost, workflow_id: str, control: PassControl, claimed_at: float
+    ) -> None:
         self._host = host
-        self._name = name
+        self._workflow_id = workflow_id
+        self._name = _workflow_lock(workflow_id)
         self._control = control
         self._over = False
         self._task: asyncio.Task[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._expiry_timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._valid_from(claimed_at)
         self._schedule()
+
+    def _valid_from(self, started: float) -> None:
+        """The claim taken or renewed by a call that began at ``started`` (monotonic)."""
+        loop = asyncio.get_running_loop()
+        self._deadline = started + self._host.options.lock_ttl
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+        self._expiry_timer = loop.call_at(
+            loop.time() + max(self._deadline - time.monotonic(), 0.0), self._expired
+        )
+
+    def _expired(self) -> None:
+        self._expiry_timer = None
+        if not self._over and time.monotonic() >= self._deadline:
+            log.warning(
+                "workflow %s: the claim was not renewed in time; stopping its pass",
+                self._workflow_id,
+            )
+            self._control.lost()
 
     def _schedule(self) -> None:
         loop = asyncio.get_running_loop()
@@ -161,18 +223,26 @@ class _LeaseKeeper:
 
     async def _renew(self) -> None:
         host, name = self._host, self._name
+        started = time.monotonic()
+        ok: bool | None
         try:
-            ok = await host.lock_provider.renew_lock(name, host.options.lock_ttl)
-        except Exception:
-            log.exception("renewing %s failed", name)
-            ok = False
+            ok = await host._claim(self._workflow_id)
+        except Exception as exc:
+            log.warning("renewing the claim on workflow %s failed: %s", self._workflow_id, exc)
+            ok = None
+        if ok:
+            with contextlib.suppress(Exception):  # the lock is only the fast path
+                await host.lock_provider.renew_lock(name, host.options.lock_ttl)
         if self._over:
             return
-        if not ok:
-            log.warning("lost the lease on %s; stopping the pass", name)
-            self._control.stop_requested = True
-            self._control.cancelled.set()
+        if ok is None and time.monotonic() < self._deadline:
+            self._schedule()  # the store did not answer: try again while the claim lasts
             return
+        if not ok:
+            log.warning("lost the claim on workflow %s; stopping the pass", self._workflow_id)
+            self._control.lost()
+            return
+        self._valid_from(started)
         self._schedule()
 
     async def stop(self) -> None:
@@ -183,6 +253,9 @@ class _LeaseKeeper:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._expiry_timer is not None:
+            self._expiry_timer.cancel()
+            self._expiry_timer = None
         task, self._task = self._task, None
         if task is not None and not task.done():
             task.cancel()
@@ -192,6 +265,18 @@ class _LeaseKeeper:
 
 def _workflow_lock(workflow_id: str) -> str:
     return f"wfe:workflow:{workflow_id}"
+
+
+def _control_applies(status: WorkflowStatus, action: str) -> bool:
+    """Whether ``action`` (suspend / resume / terminate) changes an instance in
+    ``status``."""
+    if action == "suspend":
+        return status is WorkflowStatus.RUNNABLE
+    if action == "resume":
+        return status is WorkflowStatus.SUSPENDED
+    if action == "terminate":
+        return status not in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
+    raise ValueError(f"unknown control action {action!r}")
 
 
 def _log_outage(what: str, exc: Exception, failures: int, delay: float) -> None:
@@ -242,6 +327,8 @@ class WorkflowHost:
         self._held: set[str] = set()
         self._ended: dict[str, asyncio.Event] = {}
         self._timers: dict[tuple[QueueType, str], asyncio.TimerHandle] = {}
+        self.owner_id = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
+        """This host's claim owner id in the store (host name, process id, a random part)."""
         self._wf_slots: asyncio.Semaphore | None = None
         self._evt_slots: asyncio.Semaphore | None = None
         self._owns_persistence = False
@@ -372,6 +459,7 @@ class WorkflowHost:
             asyncio.create_task(self._consume(QueueType.WORKFLOW), name="wfe-workflow-consumer"),
             asyncio.create_task(self._consume(QueueType.EVENT), name="wfe-event-consumer"),
             asyncio.create_task(self._poll_loop(), name="wfe-poller"),
+            asyncio.create_task(self._watch_controls(), name="wfe-control-watcher"),
         ]
 
     async def stop(self) -> None:
@@ -446,13 +534,19 @@ class WorkflowHost:
             if not local:
                 self._release_slot()
         try:
-            await self.persistence.create_workflow(instance)
+            if local:  # stored already claimed by this host (see claim_workflow)
+                await self.persistence.create_workflow(
+                    instance, owner=self.owner_id, lease_until=self._lease_until()
+                )
+            else:
+                await self.persistence.create_workflow(instance)
         except BaseException:
             if local:
                 self._release_slot()
                 with contextlib.suppress(Exception):
                     await self.lock_provider.release_lock(lock_name)
             raise
+        crash_point("start.after_create")
         try:
             await self._publish_lifecycle(
                 self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, instance)
@@ -572,6 +666,10 @@ class WorkflowHost:
             raise ValueError("event name must be a non-empty string")
         if not isinstance(key, str):
             raise TypeError(f"event key must be a string, not {type(key).__name__}")
+        from wfe_core.persistence import check_key  # every store's limits, before storing
+
+        check_key(name, "event name")
+        check_key(key, "event key")
         if effective_date is not None and effective_date.tzinfo is None:
             raise ValueError("effective_date must be timezone-aware (use datetime.now(UTC))")
         self.serializer.to_primitive(data, "event_data")
@@ -667,6 +765,7 @@ class WorkflowHost:
         await self.publish_event(
             ACTIVITY_EVENT, sub.event_key, ActivityResult(sub.id, success, data)
         )
+        crash_point("activity.after_submit")
 
     async def release_activity_token(self, token: str) -> None:
         """Give a claimed activity back so another worker can take it."""
@@ -826,6 +925,10 @@ class WorkflowHost:
                 ):
                     if wid not in self._active:
                         await self.queue_provider.queue_work(wid, QueueType.WORKFLOW)
+                # control requests whose holder stopped before applying them
+                for wid in await self.persistence.get_pending_controls(as_at=now):
+                    if wid not in self._active:
+                        await self.queue_provider.queue_work(wid, QueueType.WORKFLOW)
             finally:
                 await lock.release_lock("wfe:poll:workflows")
         if await lock.acquire_lock("wfe:poll:events", ttl):
@@ -899,22 +1002,53 @@ class WorkflowHost:
         finally:
             self._active.pop(workflow_id, None)
             self._again.discard(workflow_id)
+            control.finished.set()
+
+    def _lease_until(self) -> datetime:
+        return utcnow() + timedelta(seconds=self.options.lock_ttl)
+
+    async def _claim(self, workflow_id: str) -> bool:
+        """Take or renew this host's claim on an instance in the store."""
+        return await self.persistence.claim_workflow(
+            workflow_id, self.owner_id, self._lease_until()
+        )
+
+    async def _release_claim(self, workflow_id: str) -> None:
+        try:
+            await self.persistence.release_workflow(workflow_id, self.owner_id)
+        except Exception as exc:  # the lease runs out by itself
+            log.warning("releasing the claim on workflow %s failed: %s", workflow_id, exc)
 
     async def _run_pass(
         self, workflow_id: str, control: PassControl, held: WorkflowInstance | None = None
     ) -> None:
         lock_name = _workflow_lock(workflow_id)
-        if held is None and not await self.lock_provider.acquire_lock(
-            lock_name, self.options.lock_ttl
-        ):
-            return
-        lease = _LeaseKeeper(self, lock_name, control)
+        claimed_at = time.monotonic()
+        if held is None:
+            if not await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+                return
+            try:
+                claimed = await self._claim(workflow_id)
+            except BaseException:
+                await self.lock_provider.release_lock(lock_name)
+                raise
+            if not claimed:  # another host runs it (its lock was lost, its claim was not)
+                await self.lock_provider.release_lock(lock_name)
+                log.debug("workflow %s is claimed by another host", workflow_id)
+                return
+        control.owner = self.owner_id
+        control.lease_lost = False
+        lease = _LeaseKeeper(self, workflow_id, control, claimed_at)
         instance: WorkflowInstance | None = held
         try:
             try:
                 if instance is None:
                     instance = await self.persistence.get_workflow_instance(workflow_id)
             except WorkflowNotFound:
+                return
+            if instance.control_request is not None:
+                await self._apply_control(instance, instance.control_request)
+                instance = None
                 return
             if instance.status is not WorkflowStatus.RUNNABLE:
                 return
@@ -928,16 +1062,38 @@ class WorkflowHost:
                 )
                 instance = None
                 return
+            if await suspend_if_undecodable(self, instance):  # poison data: set aside
+                return
             try:
                 await self.executor.run_pass(instance, definition, control)
+            except ControlPending as pending:
+                # A suspend / resume / terminate request from elsewhere: apply it to the
+                # instance as this pass left it (its last step's result included).
+                await self._apply_control(instance, pending.action or "")
+                instance = None
+                return
+            except LeaseLost:
+                log.warning(
+                    "workflow %s: this host's claim was lost during a pass; it stops here "
+                    "and writes nothing more",
+                    workflow_id,
+                )
+                instance = None
+                return
             except ConcurrencyError:
                 log.info("workflow %s was changed elsewhere during a pass; reloading", workflow_id)
                 instance = None
                 self._again.add(workflow_id)
                 return
+            if control.stop_requested and not control.lease_lost:
+                # stopped for a control request: apply it now rather than at the next poll
+                requests = await self.persistence.get_pending_controls([workflow_id])
+                if workflow_id in requests:
+                    await self._apply_control(instance, requests[workflow_id])
             await self._run_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, instance)
         finally:
             await lease.stop()
+            await self._release_claim(workflow_id)  # owner-checked: never frees another's
             await self.lock_provider.release_lock(lock_name)
         if (
             instance is not None
@@ -986,6 +1142,8 @@ class WorkflowHost:
             if event.event_time > utcnow():
                 self._wake_at(QueueType.EVENT, event_id, event.event_time)
                 return
+            if await set_aside_if_poison(self, event):  # undecodable data: never delivered
+                return
             complete = await self._deliver_event(event)
         finally:
             await self.lock_provider.release_lock(lock_name)
@@ -1033,6 +1191,8 @@ class WorkflowHost:
                     break
                 with contextlib.suppress(EventNotFound):
                     other = await self.persistence.get_event(other_id)
+                    if await set_aside_if_poison(self, other):
+                        continue  # a set-aside (poison) event blocks nothing
                     if other.event_time <= utcnow():
                         # The subscription is owed the oldest event at or after its
                         # as-of time. An older one may still read "processed" (handled
@@ -1048,7 +1208,20 @@ class WorkflowHost:
         if not await self._acquire(lock_name):
             log.debug("event %s: workflow %s stays locked; trying again later", event.id, wid)
             return False
-        handed = False  # the lock and the saved instance went to a local pass
+        try:
+            claimed = await self._claim(wid)
+        except WorkflowNotFound:
+            claimed = True  # gone: nothing to deliver to; the subscription is dropped below
+        except BaseException:
+            await self.lock_provider.release_lock(lock_name)
+            raise
+        if not claimed:
+            await self.lock_provider.release_lock(lock_name)
+            log.debug(
+                "event %s: workflow %s is claimed elsewhere; trying again later", event.id, wid
+            )
+            return False
+        handed = False  # the claim, the lock and the saved instance went to a local pass
         try:
             try:
                 instance = await self.persistence.get_workflow_instance(wid)
@@ -1067,7 +1240,12 @@ class WorkflowHost:
                     p.active = True
                     p.sleep_until = None
                     instance.next_execution = utcnow()
-                    await self.persistence.persist_workflow(instance)
+                    try:
+                        await self.persistence.persist_workflow(instance, owner=self.owner_id)
+                        crash_point("delivery.after_persist")
+                    except ControlPending as pending:
+                        # delivered, and the pending request applied, in one write
+                        await self._apply_control(instance, pending.action or "")
                     if (
                         instance.status is WorkflowStatus.RUNNABLE
                         and wid not in self._active
@@ -1080,8 +1258,10 @@ class WorkflowHost:
                         handed = True
             with contextlib.suppress(SubscriptionNotFound):
                 await self.persistence.terminate_subscription(sub.id)
+            crash_point("delivery.after_subscription")
         finally:
             if not handed:
+                await self._release_claim(wid)
                 await self.lock_provider.release_lock(lock_name)
         if not handed:
             await self._hint(wid, QueueType.WORKFLOW)
@@ -1098,9 +1278,65 @@ class WorkflowHost:
 
     # ------------------------------------------------------------------ control
     async def _control(self, workflow_id: str, action: str) -> bool:
+        """Suspend / resume / terminate from any process.
+
+        Applied here and now when nobody holds the instance (this host claims it, applies
+        the change and releases it). When a pass holds it -- on this host or any other,
+        in any process -- the request is recorded in the store (durable) and True is
+        returned at once: the holder sees it within ``HostOptions.control_interval``
+        (a running step's ``context.cancelled`` fires on terminate), its next checkpoint
+        is refused until it applies the request, and a request left when the holder
+        stopped is applied by the next host that polls. False when the status does
+        not allow the action (terminating an ended workflow, resuming one that is not
+        suspended); WorkflowNotFound for an unknown id."""
+        current = await self.persistence.get_workflow_instance(workflow_id)
+        if not _control_applies(current.status, action):
+            return False
+        running = self._active.get(workflow_id)
+        if running is not None:
+            # This host runs it: its pass applies the request. Wait (bounded) for that
+            # pass to end, so the change has taken effect when the call returns.
+            await self.persistence.request_control(workflow_id, action)
+            self._signal_control(running, action)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(running.finished.wait(), self.options.lock_ttl)
+            if workflow_id in self._active:
+                return True  # still stepping: the request stays recorded for its pass
+            if (await self.persistence.get_workflow_instance(workflow_id)).control_request is None:
+                return True  # applied by the pass
         self._held.add(workflow_id)
         try:
-            return await self._control_held(workflow_id, action)
+            lock_name = _workflow_lock(workflow_id)
+            delay = 0.005
+            deadline = time.monotonic() + 0.5
+            while True:
+                if await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+                    try:
+                        if await self._claim(workflow_id):
+                            try:
+                                instance = await self.persistence.get_workflow_instance(workflow_id)
+                                pending = instance.control_request
+                                if pending is not None and pending != action:
+                                    # an earlier request (a terminate) goes first
+                                    await self._apply_control(instance, pending)
+                                    return action == "terminate"
+                                return await self._apply_control(instance, action)
+                            finally:
+                                await self._release_claim(workflow_id)
+                    finally:
+                        await self.lock_provider.release_lock(lock_name)
+                if time.monotonic() >= deadline:
+                    break
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.1)
+            # Another host (or process) holds it: record the request for the holder.
+            await self.persistence.request_control(workflow_id, action)
+            log.info(
+                "workflow %s is held elsewhere; the %s request is recorded for its holder",
+                workflow_id,
+                action,
+            )
+            return True
         finally:
             self._held.discard(workflow_id)
             if self._running and action != "resume":
@@ -1109,48 +1345,55 @@ class WorkflowHost:
                     if instance.status is WorkflowStatus.RUNNABLE:
                         await self._hint(workflow_id, QueueType.WORKFLOW)
 
-    async def _control_held(self, workflow_id: str, action: str) -> bool:
-        running = self._active.get(workflow_id)
-        if running is not None and action in ("terminate", "suspend"):
-            running.stop_requested = True
+    @staticmethod
+    def _signal_control(control: PassControl, action: str) -> None:
+        """Tell a running pass about a control request: it stops after the running
+        steps; on terminate the running steps see ``context.cancelled`` too."""
+        if action in ("terminate", "suspend"):
+            control.stop_requested = True
             if action == "terminate":
-                running.cancelled.set()
-        deadline = time.monotonic() + self.options.lock_ttl
-        lock_name = _workflow_lock(workflow_id)
-        delay = 0.005
-        while True:
-            if await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
-                try:
-                    return await self._apply_control(workflow_id, action)
-                finally:
-                    await self.lock_provider.release_lock(lock_name)
-            if time.monotonic() >= deadline:
-                break
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
-        for _ in range(5):  # the holder is stuck: fall back on the revision check
-            with contextlib.suppress(ConcurrencyError):
-                return await self._apply_control(workflow_id, action)
-        return False
+                control.cancelled.set()
 
-    async def _apply_control(self, workflow_id: str, action: str) -> bool:
-        instance = await self.persistence.get_workflow_instance(workflow_id)
+    async def _watch_controls(self) -> None:
+        """Every ``control_interval`` seconds, look in the store for control requests
+        recorded (by any process) for the instances this host is running."""
+        failures = 0
+        while self._running:
+            await self._sleep(self.options.control_interval)
+            active = list(self._active)
+            if not active:
+                continue
+            try:
+                pending = await self.persistence.get_pending_controls(active)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                _log_outage("looking for control requests", exc, failures, 1.0)
+                continue
+            failures = 0
+            for workflow_id, action in pending.items():
+                control = self._active.get(workflow_id)
+                if control is not None:
+                    self._signal_control(control, action)
+
+    async def _apply_control(self, instance: WorkflowInstance, action: str) -> bool:
+        """Apply ``action`` to an instance this host has claimed, clearing any pending
+        request in the same write; True when the status allowed it."""
+        workflow_id = instance.id
         now = utcnow()
-        status = instance.status
-        if action == "suspend":
-            if status is not WorkflowStatus.RUNNABLE:
-                return False
+        applies = _control_applies(instance.status, action)
+        kind: LifecycleEventType | None = None
+        if not applies:
+            pass  # only the pending request is cleared
+        elif action == "suspend":
             instance.status = WorkflowStatus.SUSPENDED
             kind = LifecycleEventType.WORKFLOW_SUSPENDED
         elif action == "resume":
-            if status is not WorkflowStatus.SUSPENDED:
-                return False
             instance.status = WorkflowStatus.RUNNABLE
             instance.next_execution = now
             kind = LifecycleEventType.WORKFLOW_RESUMED
         else:
-            if status in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED):
-                return False
             instance.status = WorkflowStatus.TERMINATED
             instance.complete_time = now
             instance.next_execution = None
@@ -1161,7 +1404,12 @@ class WorkflowHost:
                     p.end_time = now
                     p.sleep_until = None
             kind = LifecycleEventType.WORKFLOW_TERMINATED
-        await self.persistence.persist_workflow(instance)
+        await self.persistence.persist_workflow(instance, owner=self.owner_id, apply_control=True)
+        crash_point("control.after_persist")
+        instance.control_request = None
+        if kind is None:
+            return False
+        log.info("workflow %s: %s applied", workflow_id, action)
         await self._publish_lifecycle(self._lifecycle_event(kind, instance))
         if action == "terminate":
             await self.persistence.terminate_subscriptions(workflow_id)
@@ -1209,6 +1457,7 @@ class WorkflowHost:
         first = instance.execution_pointers[0] if instance.execution_pointers else None
         parent = first.extension_attributes.get(PARENT_ATTRIBUTE) if first else None
         if parent:
+            crash_point("ended.before_parent_event")
             await self.publish_event(
                 WORKFLOW_ENDED_EVENT,
                 instance.id,
@@ -1228,6 +1477,7 @@ class WorkflowHost:
             await self.persistence.create_workflow(child)
         except ConcurrencyError:
             return child_id  # started before a crash: keep the one that exists
+        crash_point("child.after_create")
         await self._publish_lifecycle(
             self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, child)
         )

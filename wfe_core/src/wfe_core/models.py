@@ -113,6 +113,11 @@ class LifecycleEventType(StrEnum):
     WORKFLOW_ERROR = "workflow_error"
     STEP_STARTED = "step_started"
     STEP_COMPLETED = "step_completed"
+    EVENT_SET_ASIDE = "event_set_aside"
+    """A published event was set aside because its data cannot be decoded (poison
+    data): ``message`` holds the event id, name, key and the reason; the workflow
+    fields are empty (``workflow_id`` and ``workflow_definition_id`` are ``""``,
+    ``version`` is 0)."""
 
 
 _POINTER_FIELDS: tuple[str, ...] = ()  # filled in below, after the class exists
@@ -277,6 +282,11 @@ class WorkflowInstance:
     ``revision`` is the optimistic-concurrency counter: ``create_workflow`` stores
     revision 1, and every successful ``persist_workflow`` checks that the stored
     revision equals this one and then bumps both by one.
+
+    ``control_request`` is read from the store and never written by
+    ``persist_workflow``: a suspend / resume / terminate request recorded by
+    ``request_control`` (from any process) that the host holding the instance has not
+    applied yet, else None.
     """
 
     workflow_definition_id: str
@@ -291,6 +301,7 @@ class WorkflowInstance:
     create_time: datetime = field(default_factory=utcnow)
     complete_time: datetime | None = None
     revision: int = 0
+    control_request: str | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "execution_pointers" and not isinstance(value, PointerList):
@@ -313,7 +324,12 @@ class WorkflowInstance:
 @dataclass(eq=True)
 class Event:
     """A published event: delivered to every live subscription with the same name and
-    key whose ``subscribe_as_of`` is at or before ``event_time``."""
+    key whose ``subscribe_as_of`` is at or before ``event_time``.
+
+    ``set_aside`` is None for an ordinary event; for one that could not be delivered
+    because its data cannot be decoded (poison data), it holds the reason, and the event
+    counts as processed: later events for the same name and key are delivered past it.
+    """
 
     event_name: str
     event_key: str
@@ -321,6 +337,7 @@ class Event:
     event_time: datetime = field(default_factory=utcnow)
     id: str = ""
     is_processed: bool = False
+    set_aside: str | None = None
 
 
 @dataclass(eq=True)

@@ -5,11 +5,24 @@ returns copies: mutating an object it handed out never changes the store, and an
 object handed in may be changed by the caller afterwards without effect. Times are
 timezone-aware UTC datetimes; naive datetimes are refused with ``ValueError``.
 
+Every store keeps the same text: event names and keys, workflow definition ids,
+references, activity worker ids and tokens of at most :data:`MAX_KEY_LENGTH` (400)
+characters, ids a caller gives of at most :data:`MAX_ID_LENGTH` (200), and no NUL
+character or lone surrogate anywhere in them or in a description. ``create_workflow``,
+``persist_workflow`` (its new subscriptions), ``create_subscription``,
+``create_event``, ``set_subscription_token`` and ``schedule_command`` refuse anything
+else with ``ValueError`` naming the field and the limit, before writing anything
+(:func:`check_instance_text`, :func:`check_subscription_text`,
+:func:`check_event_text`, :func:`check_key`). Look-ups by such a value
+(``get_events``, ``get_subscriptions``, ``get_first_open_subscription``,
+``query_workflows`` filters) find nothing (:func:`storable_key`).
+
 The conformance suite (:mod:`wfe_conformance`) pins down each of these semantics.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
@@ -26,6 +39,9 @@ from wfe_core.models import (
 )
 
 __all__ = [
+    "CONTROL_ACTIONS",
+    "MAX_ID_LENGTH",
+    "MAX_KEY_LENGTH",
     "CommandHandler",
     "ErrorRepository",
     "EventRepository",
@@ -34,8 +50,17 @@ __all__ = [
     "SubscriptionRepository",
     "WorkflowRepository",
     "check_aware",
+    "check_control_action",
+    "check_event_text",
+    "check_id",
+    "check_instance_text",
+    "check_key",
     "check_non_negative",
+    "check_owner",
+    "check_subscription_text",
+    "check_text",
     "id_list",
+    "storable_key",
 ]
 
 CommandHandler = Callable[[ScheduledCommand], Awaitable[None]]
@@ -67,21 +92,157 @@ def id_list(ids: Iterable[str], what: str) -> list[str]:
     return list(ids)
 
 
+MAX_KEY_LENGTH = 400
+"""The longest event name, event key, workflow definition id, workflow reference,
+activity worker id or token every store keeps, in characters (Unicode code points, as
+``len()`` counts them -- not bytes): the SQL stores keep them in ``VARCHAR(400)``
+columns. Longer values are refused with ``ValueError`` by every provider."""
+
+MAX_ID_LENGTH = 200
+"""The longest id (of a workflow instance, event or subscription) a caller may give,
+in characters; generated ids are far shorter."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(
+    value: object, what: str, max_length: int | None = MAX_KEY_LENGTH, *, optional: bool = False
+) -> None:
+    """Argument check for providers (and the host, before it stores anything): refuse
+    text that some store cannot keep, so that every store keeps the same values.
+
+    Raises ``TypeError`` for a non-string (``None`` passes when ``optional``) and
+    ``ValueError`` naming ``what`` and the limit for a string longer than
+    ``max_length`` characters (``None``: no limit), one holding a NUL character
+    (``"\\x00"``: PostgreSQL text cannot hold it) or a lone surrogate (not encodable
+    as UTF-8).
+    """
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, not {type(value).__name__}")
+    if max_length is not None and len(value) > max_length:
+        raise ValueError(
+            f"{what} is {len(value)} characters long; the limit is {max_length} characters"
+        )
+    if "\x00" in value:
+        raise ValueError(f"{what} contains a NUL character (\\x00), which no store can keep")
+    if _SURROGATE.search(value) is not None:
+        raise ValueError(f"{what} contains a lone surrogate, which is not valid Unicode text")
+
+
+def check_key(value: object, what: str, *, optional: bool = False) -> None:
+    """:func:`check_text` with the :data:`MAX_KEY_LENGTH` limit: for event names and
+    keys, workflow definition ids, references, activity worker ids and tokens."""
+    check_text(value, what, MAX_KEY_LENGTH, optional=optional)
+
+
+def check_id(value: object, what: str) -> None:
+    """:func:`check_text` with the :data:`MAX_ID_LENGTH` limit, for an id a caller gives
+    (the empty string, "assign one", passes)."""
+    check_text(value, what, MAX_ID_LENGTH)
+
+
+def check_instance_text(instance: WorkflowInstance, what: str = "instance") -> None:
+    """The text checks of a new instance: its id (when given), definition id,
+    reference and description (see :func:`check_text`)."""
+    check_id(instance.id, f"{what}.id")
+    check_key(instance.workflow_definition_id, f"{what}.workflow_definition_id")
+    check_key(instance.reference, f"{what}.reference", optional=True)
+    check_text(instance.description, f"{what}.description", None, optional=True)
+
+
+def check_subscription_text(subscription: EventSubscription, what: str = "subscription") -> None:
+    """The text checks of a new subscription: its ids, event name and key, and any
+    claim it carries (see :func:`check_text`)."""
+    check_id(subscription.id, f"{what}.id")
+    check_id(subscription.workflow_id, f"{what}.workflow_id")
+    check_id(subscription.execution_pointer_id, f"{what}.execution_pointer_id")
+    check_key(subscription.event_name, f"{what}.event_name")
+    check_key(subscription.event_key, f"{what}.event_key")
+    check_key(subscription.external_token, f"{what}.external_token", optional=True)
+    check_key(subscription.external_worker_id, f"{what}.external_worker_id", optional=True)
+
+
+def check_event_text(event: Event, what: str = "event") -> None:
+    """The text checks of a new event: its id (when given), name and key (see
+    :func:`check_text`)."""
+    check_id(event.id, f"{what}.id")
+    check_key(event.event_name, f"{what}.event_name")
+    check_key(event.event_key, f"{what}.event_key")
+
+
+def storable_key(value: object) -> bool:
+    """Whether ``value`` is a key :func:`check_key` accepts. Look-ups by a key no store
+    can hold (``get_events``, ``get_subscriptions``, ``get_first_open_subscription``,
+    the ``definition_id`` / ``reference`` filters of ``query_workflows``) find nothing
+    rather than raise: a provider may answer them without asking the store."""
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_KEY_LENGTH
+        and "\x00" not in value
+        and _SURROGATE.search(value) is None
+    )
+
+
+CONTROL_ACTIONS: frozenset[str] = frozenset({"suspend", "resume", "terminate"})
+"""The control requests :meth:`WorkflowRepository.request_control` records."""
+
+
+def check_control_action(action: str) -> None:
+    """Argument check for providers: ``action`` is one of :data:`CONTROL_ACTIONS`."""
+    if action not in CONTROL_ACTIONS:
+        raise ValueError(f"control action must be one of {sorted(CONTROL_ACTIONS)}, not {action!r}")
+
+
+def check_owner(owner: str, what: str = "owner") -> None:
+    """Argument check for providers: an owner id is a non-empty string of at most 100
+    characters."""
+    if not isinstance(owner, str) or not owner or len(owner) > 100:
+        raise ValueError(f"{what} must be a non-empty string of at most 100 characters")
+
+
 @runtime_checkable
 class WorkflowRepository(Protocol):
-    """Stores workflow instances and their execution pointers."""
+    """Stores workflow instances and their execution pointers.
 
-    async def create_workflow(self, instance: WorkflowInstance) -> str:
+    Ownership fencing
+    -----------------
+    A host that runs an instance first *claims* it in the store
+    (:meth:`claim_workflow`: an owner id and a lease expiry on the instance, taken with
+    an atomic compare-and-set) and writes every checkpoint with ``owner=`` its id.
+    The store refuses (:class:`~wfe_core.errors.LeaseLost`, nothing written) a
+    checkpoint whose owner does not hold a live claim, and one written without an owner
+    while another owner holds a live claim. So two hosts never both hold a live claim,
+    and a host whose lease lapsed can write nothing more for that instance, whatever
+    happens to a distributed lock service in front of the store. A claim is live while
+    the store's clock is before its expiry.
+    """
+
+    async def create_workflow(
+        self,
+        instance: WorkflowInstance,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> str:
         """Insert a new instance with all its pointers and return its id.
 
         An empty ``instance.id`` is replaced by a new UUID (written back to the
         object); the stored and returned revision is 1. Creating an id that already
-        exists raises :class:`~wfe_core.errors.ConcurrencyError`.
+        exists raises :class:`~wfe_core.errors.ConcurrencyError`. With ``owner`` and
+        ``lease_until`` the instance is stored already claimed by ``owner`` (the same
+        claim :meth:`claim_workflow` takes).
         """
         ...
 
     async def persist_workflow(
-        self, instance: WorkflowInstance, subscriptions: Sequence[EventSubscription] = ()
+        self,
+        instance: WorkflowInstance,
+        subscriptions: Sequence[EventSubscription] = (),
+        *,
+        owner: str | None = None,
+        apply_control: bool = False,
     ) -> None:
         """Save the instance header, data and changed pointers, and create the new
         subscriptions, atomically: all of it or none of it.
@@ -95,7 +256,44 @@ class WorkflowRepository(Protocol):
         changed, not with all pointers. A call that is cancelled may or may not have
         committed; reload the instance before writing it again (a stale revision then
         raises ConcurrencyError, so nothing is overwritten).
+
+        Fencing: with ``owner``, the write is refused with
+        :class:`~wfe_core.errors.LeaseLost` unless ``owner`` holds a live claim; it is
+        refused with :class:`~wfe_core.errors.ControlPending` while a control request
+        is pending, unless ``apply_control`` is true, in which case the request is
+        cleared by the same write. Without ``owner``, it is refused with ``LeaseLost``
+        while anyone holds a live claim (pending requests are left alone).
+        ``instance.control_request`` is never written.
         """
+        ...
+
+    async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
+        """Atomic compare-and-set: make ``owner`` the holder of the instance until
+        ``lease_until`` when no claim is held, the held one has expired, or ``owner``
+        holds it already (a renewal); return whether ``owner`` holds it now. Of N
+        concurrent callers with different owners at most one wins. Raises
+        :class:`~wfe_core.errors.WorkflowNotFound` for an unknown id."""
+        ...
+
+    async def release_workflow(self, workflow_id: str, owner: str) -> None:
+        """Drop ``owner``'s claim. Releasing a claim ``owner`` does not hold (or an
+        unknown id) is a no-op: it never frees another owner's claim."""
+        ...
+
+    async def request_control(self, workflow_id: str, action: str) -> None:
+        """Record a pending ``suspend`` / ``resume`` / ``terminate`` request, durably,
+        without touching the revision or the claim; the holder applies it. A pending
+        ``terminate`` is never replaced by another action. Raises
+        :class:`~wfe_core.errors.WorkflowNotFound` for an unknown id and ``ValueError``
+        for an unknown action."""
+        ...
+
+    async def get_pending_controls(
+        self, workflow_ids: Iterable[str] | None = None, as_at: datetime | None = None
+    ) -> dict[str, str]:
+        """Pending control requests by workflow id: among ``workflow_ids`` when given
+        (unknown ids skipped), else every instance with a pending request and no claim
+        live at ``as_at`` (default now; at most 1000)."""
         ...
 
     async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
@@ -195,10 +393,21 @@ class SubscriptionRepository(Protocol):
 
 @runtime_checkable
 class EventRepository(Protocol):
-    """Stores published events."""
+    """Stores published events.
+
+    Set-aside events
+    ----------------
+    An event whose data cannot be decoded (poison data) is *set aside*
+    (:meth:`set_aside_event`): it is processed for good, with the reason stored and
+    returned in ``Event.set_aside``, so later events with the same name and key flow
+    past it. Setting aside is final: :meth:`mark_event_unprocessed` leaves such an event
+    processed and set aside (a subscription's catch-up, which reopens older events,
+    never revives it).
+    """
 
     async def create_event(self, event: Event) -> str:
-        """Insert an event and return its id (assigned when empty, written back)."""
+        """Insert an event and return its id (assigned when empty, written back). An
+        event given with ``set_aside`` is stored set aside (and so processed)."""
         ...
 
     async def get_event(self, event_id: str) -> Event:
@@ -222,7 +431,15 @@ class EventRepository(Protocol):
 
     async def mark_event_unprocessed(self, event_id: str) -> None:
         """Clear ``is_processed``; raise :class:`~wfe_core.errors.EventNotFound` for an
-        unknown id."""
+        unknown id. A set-aside event stays processed and set aside."""
+        ...
+
+    async def set_aside_event(self, event_id: str, reason: str) -> bool:
+        """Set the event aside: mark it processed for good and store ``reason`` (then
+        returned in ``Event.set_aside``). Return True when this call set it aside, False
+        when it already was (the first reason is kept), so of concurrent callers exactly
+        one gets True. Raise :class:`~wfe_core.errors.EventNotFound` for an unknown id
+        and ``ValueError`` for an empty reason."""
         ...
 
 

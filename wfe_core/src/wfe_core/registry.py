@@ -8,10 +8,18 @@ store that also brings its own lock, queue or lifecycle publisher)::
 
     [project.entry-points."wfe.providers"]
     mystore = "wfe_mystore:provider_from_url"
+
+Read-only opens: ``open_store(url, read_only=True)`` (and so
+``WorkflowHost.from_url(url, read_only=True)``) asks for a store that never writes --
+no schema creation or migration, no write locks -- for commands that only read (``wfe
+list``, ``wfe show``). It is passed on to factories whose signature names a
+``read_only`` parameter (``wfe_sqlite``'s does); other providers are opened as usual,
+since reading works there too.
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +35,12 @@ from wfe_core.queues import QueueProvider
 __all__ = [
     "ENTRY_POINT_GROUP",
     "StoreComponents",
+    "accepts_read_only",
     "available_schemes",
+    "check_url_credentials",
     "open_store",
     "redact_url",
+    "supports_read_only",
     "url_scheme",
 ]
 
@@ -59,11 +70,77 @@ class StoreComponents:
     lifecycle: LifecyclePublisher | None = None
 
 
+_AUTHORITY_START = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
+_SECRET_NAME = r"[^\s&;=#?/:]*(?:pass|pwd|secret|token|credential|auth|api[_-]?key)[^\s&;=#?/:]*"
+# A secret parameter: ``name=value`` at the start, after ``?``, ``&``, ``;`` or white
+# space (a libpq key=value string), whose name looks like a secret (password,
+# sslpassword, passphrase, token, ...). Its value runs to the next ``name=`` (so an
+# unencoded ``&``, ``#`` or space inside it is hidden too) or to the end.
+_SECRET_PARAM = re.compile(
+    rf"(?i)(^|[?&;\s])({_SECRET_NAME}=)(.*?)(?=[&;\s][^\s&;=#?]+=|$)", re.DOTALL
+)
+
+
 def redact_url(url: str) -> str:
-    """``url`` with any password (in the authority or a ``password=`` query
-    parameter) replaced by ``***``, fit for messages and logs."""
-    redacted = re.sub(r"(://[^/@:?#]*:)[^@/?#]*@", r"\1***@", url)
-    return re.sub(r"(?i)([?&](?:password|passwd|pwd)=)[^&#]*", r"\1***", redacted)
+    """``url`` fit for messages, reprs and logs: every password replaced by ``***``.
+
+    Hidden are the password of the authority (``scheme://user:PASSWORD@host``) and the
+    value of every query parameter whose name looks like a secret (``password``,
+    ``sslpassword``, ``passphrase``, ``token``, ``secret``, ``api_key``, ...), for any
+    scheme. A password holding an unencoded ``/``, ``?``, ``#`` or ``@`` makes a URL
+    ambiguous; the password is then taken to run from the first ``:`` of the authority
+    to the *last* ``@`` of the URL, so no part of it ever shows (at worst some of what
+    follows it is hidden too).
+    """
+    redacted = url
+    start = _AUTHORITY_START.match(url)
+    if start is not None:
+        rest = url[start.end() :]
+        at = rest.rfind("@")
+        colon = rest.find(":", 0, at) if at > 0 else -1
+        if colon >= 0:
+            redacted = url[: start.end()] + rest[: colon + 1] + "***" + rest[at:]
+    return _SECRET_PARAM.sub(r"\1\2***", redacted)
+
+
+def check_url_credentials(url: str, forms: str = "") -> None:
+    """Refuse a URL whose user name or password holds a character that must be
+    percent-encoded (``/``, ``?``, ``#``, ``@``): such a URL cannot be split into its
+    parts without guessing, and a wrong guess would connect with part of the password
+    as a host, a port or a database name (and print it in messages). The message never
+    shows the password; ``forms`` is appended to it.
+
+    Raises ``ValueError``. A URL without an authority (``sqlite:///...``) always passes.
+    """
+    start = _AUTHORITY_START.match(url)
+    if start is None:
+        return
+    rest = url[start.end() :]
+    end = len(rest)
+    for stop in "/?#":
+        found = rest.find(stop)
+        if 0 <= found < end:
+            end = found
+    authority, after = rest[:end], rest[end:]
+
+    def refuse(what: str) -> ValueError:
+        message = (
+            f"{redact_url(url)!r}: the user name or password holds an unencoded {what}; "
+            "percent-encode it ('/' as %2F, '?' as %3F, '#' as %23, '@' as %40, ':' as "
+            "%3A), e.g. with urllib.parse.quote(password, safe='')"
+        )
+        return ValueError(f"{message}; {forms}" if forms else message)
+
+    if authority.count("@") > 1:
+        raise refuse("'@'")
+    if "@" not in authority and ":" in authority and "@" in after:
+        raise refuse("'/', '?' or '#' (or an '@' after the host is not encoded as %40)")
+    if "@" not in authority and ":" in authority and not authority.startswith("["):
+        port = authority.rsplit(":", 1)[1]
+        if port and not port.isdigit():
+            # ``host:port`` whose "port" is no number: the remains of a password cut short
+            # at an unencoded '/', '?' or '#' (``user:pa/ss`` with nothing after it).
+            raise refuse("'/', '?' or '#' (or the port is not a number)")
 
 
 def url_scheme(url: str) -> str:
@@ -101,13 +178,49 @@ def _install_hint(scheme: str) -> str:
     return f"install the wfe-{scheme} package that provides it"
 
 
-def open_store(url: str, **options: Any) -> StoreComponents:
+def accepts_read_only(factory: Callable[..., object]) -> bool:
+    """Whether a provider factory takes a ``read_only`` keyword (see the module docstring)."""
+    try:
+        parameter = inspect.signature(factory).parameters.get("read_only")
+    except (TypeError, ValueError):
+        return False
+    return parameter is not None and parameter.kind in (
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+
+
+def supports_read_only(url: str) -> bool:
+    """Whether ``open_store(url, read_only=True)`` opens the store read-only (its
+    provider's factory takes ``read_only``). Raises like :func:`open_store`."""
+    return accepts_read_only(_factory(url)[0])
+
+
+def open_store(url: str, *, read_only: bool = False, **options: Any) -> StoreComponents:
     """Open the store at ``url`` through the provider installed for its scheme.
 
-    ``options`` go to the provider's factory. Raises ``ValueError`` for a URL without
-    a scheme and :class:`~wfe_core.errors.ProviderNotFound` when no installed package
-    serves the scheme (or its entry point cannot be loaded).
+    ``options`` go to the provider's factory; ``read_only=True`` goes to it only when it
+    takes a ``read_only`` keyword (:func:`accepts_read_only`), else the store opens as
+    usual. Raises ``ValueError`` for a URL without a scheme and
+    :class:`~wfe_core.errors.ProviderNotFound` when no installed package serves the
+    scheme (or its entry point cannot be loaded).
     """
+    factory, name = _factory(url)
+    if read_only and accepts_read_only(factory):
+        options["read_only"] = True
+    result = factory(url, **options)
+    if isinstance(result, StoreComponents):
+        return result
+    if not isinstance(result, PersistenceProvider):
+        raise TypeError(
+            f"the wfe provider factory {name} returned {type(result).__name__}, not a "
+            "PersistenceProvider or StoreComponents"
+        )
+    return StoreComponents(persistence=result)
+
+
+def _factory(url: str) -> tuple[Callable[..., object], str]:
+    """The factory of the provider installed for ``url``'s scheme, and its entry point."""
     scheme = url_scheme(url)
     explicit = url.split(":", 1)[0].lower()
     candidates = {ep.name: ep for ep in reversed(_entry_points())}
@@ -125,12 +238,4 @@ def open_store(url: str, **options: Any) -> StoreComponents:
             f"the wfe provider for URL scheme {scheme!r} ({ep.value}) is installed but "
             f"could not be loaded: {type(exc).__name__}: {exc}"
         ) from exc
-    result = factory(url, **options)
-    if isinstance(result, StoreComponents):
-        return result
-    if not isinstance(result, PersistenceProvider):
-        raise TypeError(
-            f"the wfe provider factory {ep.value} returned {type(result).__name__}, not a "
-            "PersistenceProvider or StoreComponents"
-        )
-    return StoreComponents(persistence=result)
+    return factory, ep.value

@@ -32,6 +32,17 @@ A value that cannot be stored faithfully (a lambda, a socket, a generator, a flo
 key, ...) is refused by ``to_primitive`` / ``dumps`` with a
 :class:`~wfe_core.errors.SerializationError` whose ``path`` names the field, e.g.
 ``data.items[2].price`` or ``data["key"]``; nothing is partially returned.
+
+Undecodable stored data
+-----------------------
+Stored data that this process cannot rebuild (it names a type that is not registered
+here, or one whose registered class no longer fits the stored fields) must not stop
+reads: :meth:`Serializer.loads_or_undecodable` and
+:meth:`Serializer.from_primitive_or_undecodable` return an :class:`Undecodable` holding
+the stored JSON text and the reason instead of raising. Encoding an ``Undecodable``
+gives back exactly what was stored (``dumps`` returns ``raw`` verbatim), so saving an
+instance that holds one never changes or loses the stored data. Providers decode user
+values this way; :func:`has_undecodable` tells whether an instance holds one.
 """
 
 from __future__ import annotations
@@ -50,19 +61,25 @@ import typing
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, time, timedelta
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from wfe_core.errors import SerializationError
 
+if TYPE_CHECKING:
+    from wfe_core.models import WorkflowInstance
+
 __all__ = [
     "JSONValue",
     "Serializer",
     "TypeRegistry",
+    "Undecodable",
     "default_serializer",
+    "has_undecodable",
     "register_type",
+    "undecodable_fields",
 ]
 
 JSONValue: TypeAlias = bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"] | None
@@ -85,6 +102,78 @@ _repr.maxother = 60
 
 _Encoder: TypeAlias = Callable[[Any], JSONValue]
 _Decoder: TypeAlias = Callable[[dict[str, Any]], Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Undecodable:
+    """A stored user value this process cannot rebuild, kept as it was stored.
+
+    Providers return one in place of a value whose stored form names a type that is not
+    registered here (or whose registered class no longer fits the stored fields), so
+    reads never fail because of user data. Encoding it writes ``raw`` back verbatim:
+    an instance that holds one can be saved (suspended, terminated, ...) without
+    changing or losing the stored data, and decodes normally once the type is known.
+    """
+
+    raw: str
+    """The stored JSON text, exactly."""
+    reason: str
+    """Why it could not be decoded (the decoder's message, naming the field)."""
+
+    def __repr__(self) -> str:
+        return f"Undecodable(reason={self.reason!r}, raw={_repr.repr(self.raw)})"
+
+
+def _json_text(primitive: JSONValue) -> str:
+    """Compact JSON text of a plain JSON value (as :meth:`Serializer.dumps` writes it)."""
+    try:
+        return orjson.dumps(primitive).decode()
+    except orjson.JSONEncodeError:  # deeper than orjson's nesting limit, or not JSON
+        return json.dumps(primitive, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _json_value(text: str) -> Any:
+    """Parse JSON text (orjson first, the standard library for very deep nesting)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+_POINTER_VALUE_FIELDS = (
+    "persistence_data",
+    "event_data",
+    "context_item",
+    "outcome",
+    "extension_attributes",
+    "children",
+    "scope",
+)
+
+
+def undecodable_fields(instance: WorkflowInstance) -> list[tuple[str, str | None, Undecodable]]:
+    """Every top-level user value of ``instance`` that is :class:`Undecodable`.
+
+    Each entry is ``(field, pointer_id, value)``: ``field`` is ``"data"`` or
+    ``"execution_pointers['<id>'].<name>"``, ``pointer_id`` the pointer's id (None for
+    the workflow data). Workflow data first, then pointers in order.
+    """
+    found: list[tuple[str, str | None, Undecodable]] = []
+    if isinstance(instance.data, Undecodable):
+        found.append(("data", None, instance.data))
+    for pointer in instance.execution_pointers:
+        for name in _POINTER_VALUE_FIELDS:
+            value = getattr(pointer, name, None)
+            if isinstance(value, Undecodable):
+                found.append((f"execution_pointers[{pointer.id!r}].{name}", pointer.id, value))
+    return found
+
+
+def has_undecodable(instance: WorkflowInstance) -> str | None:
+    """The reason of the first :class:`Undecodable` value in ``instance`` (its data, then
+    its pointers' data fields), or None when everything was decoded."""
+    found = undecodable_fields(instance)
+    return found[0][2].reason if found else None
 
 
 class _Fail(Exception):
@@ -276,6 +365,7 @@ class Serializer:
             time: self._enc_time,
             timedelta: self._enc_timedelta,
             uuid.UUID: self._enc_uuid,
+            Undecodable: self._enc_undecodable,
         }
         self._kind_dec: dict[str, _Decoder] = {
             "str": self._dec_str,
@@ -334,7 +424,10 @@ class Serializer:
             raise SerializationError("the stored value is nested too deeply", path) from None
 
     def dumps(self, value: Any, path: str = "data") -> str:
-        """Return ``value`` as JSON text (see :meth:`to_primitive`)."""
+        """Return ``value`` as JSON text (see :meth:`to_primitive`); an
+        :class:`Undecodable` gives its ``raw`` text back verbatim."""
+        if type(value) is Undecodable:
+            return value.raw
         primitive = self.to_primitive(value, path)
         try:
             return orjson.dumps(primitive).decode()
@@ -356,6 +449,30 @@ class Serializer:
             except (ValueError, RecursionError):
                 raise SerializationError(f"stored text is not valid JSON: {exc}", path) from exc
         return self.from_primitive(primitive, path)
+
+    def loads_or_undecodable(self, text: str | bytes, path: str = "data") -> Any:
+        """:meth:`loads`, but stored data that cannot be rebuilt here (a type that is not
+        registered, a registered class that no longer fits, a malformed stored form)
+        comes back as an :class:`Undecodable` holding ``text`` and the reason instead of
+        raising."""
+        try:
+            return self.loads(text, path)
+        except SerializationError as exc:
+            raw = text.decode() if isinstance(text, bytes) else text
+            return Undecodable(raw, str(exc))
+
+    def from_primitive_or_undecodable(self, value: JSONValue, path: str = "data") -> Any:
+        """:meth:`from_primitive`, but a stored form that cannot be rebuilt here comes back
+        as an :class:`Undecodable` (its ``raw`` is ``value`` as JSON text) instead of
+        raising."""
+        try:
+            return self.from_primitive(value, path)
+        except SerializationError as exc:
+            try:
+                raw = _json_text(value)
+            except (TypeError, ValueError, RecursionError):
+                raise exc from None
+            return Undecodable(raw, str(exc))
 
     def copy(self, value: Any, path: str = "data") -> Any:
         """Return a faithful deep copy of ``value`` (what storing and loading it gives)."""
@@ -506,6 +623,13 @@ class Serializer:
 
     def _enc_uuid(self, v: uuid.UUID) -> JSONValue:
         return {_TAG: "uuid", "v": str(v)}
+
+    def _enc_undecodable(self, v: Undecodable) -> JSONValue:
+        # The stored form it was read from, unchanged.
+        try:
+            return _json_value(v.raw)  # type: ignore[no-any-return]
+        except (ValueError, RecursionError) as exc:
+            raise _Fail(f"undecodable stored data is not JSON text: {exc}", exc) from exc
 
     def _encoder_for(self, t: type) -> _Encoder:
         """Build (once per class) the encoder of a type outside the fixed set."""

@@ -29,7 +29,9 @@ from wfe_core.capabilities import Capability
 from wfe_core.errors import (
     CapabilityNotSupported,
     ConcurrencyError,
+    ControlPending,
     EventNotFound,
+    LeaseLost,
     ProviderUnavailable,
     SubscriptionNotFound,
     TokenMismatch,
@@ -50,7 +52,13 @@ from wfe_core.models import (
 )
 from wfe_core.persistence import CommandHandler
 from wfe_core.persistence import check_aware as _check_aware
+from wfe_core.persistence import check_control_action as _check_control_action
+from wfe_core.persistence import check_event_text as _check_event_text
+from wfe_core.persistence import check_instance_text as _check_instance_text
+from wfe_core.persistence import check_key as _check_key
 from wfe_core.persistence import check_non_negative as _non_negative
+from wfe_core.persistence import check_owner as _check_owner
+from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import id_list as _id_list
 from wfe_core.serialization import JSONValue, Serializer, default_serializer
 
@@ -81,7 +89,9 @@ _POINTER_OTHER_FIELDS: tuple[str, ...] = tuple(
 )
 _INSTANCE_TIME_FIELDS = ("create_time", "next_execution", "complete_time")
 _INSTANCE_FIELDS: tuple[str, ...] = tuple(
-    f.name for f in fields(WorkflowInstance) if f.name != "execution_pointers"
+    f.name
+    for f in fields(WorkflowInstance)
+    if f.name not in ("execution_pointers", "control_request")
 )
 # Immutable JSON scalars: their stored form is themselves.
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None)})
@@ -122,6 +132,13 @@ def _required_utc(value: datetime, what: str) -> datetime:
     return result
 
 
+def _reason(reason: str) -> str:
+    """Argument check: a set-aside reason is a non-empty string."""
+    if not isinstance(reason, str) or not reason:
+        raise ValueError(f"a set-aside reason must be a non-empty string, not {reason!r}")
+    return reason
+
+
 def _capability_set(capabilities: Iterable[Capability]) -> frozenset[Capability]:
     result: set[Capability] = set()
     for c in capabilities:
@@ -147,6 +164,13 @@ class _StoredInstance:
     header: WorkflowInstance
     pointers: dict[str, ExecutionPointer]
     seq: int
+    owner: str | None = None
+    lease_until: datetime | None = None
+    control: str | None = None
+
+    def claimed(self, now: datetime) -> bool:
+        """Whether a claim is live at ``now``."""
+        return self.owner is not None and self.lease_until is not None and self.lease_until > now
 
 
 @dataclass(slots=True)
@@ -271,13 +295,15 @@ class MemoryPersistenceProvider:
         return self._serializer.to_primitive(value, what)
 
     def _decode(self, stored: JSONValue, what: str) -> Any:
-        """A fresh object rebuilt from a stored form."""
+        """A fresh object rebuilt from a stored form; one that cannot be rebuilt in this
+        process comes back as an :class:`~wfe_core.serialization.Undecodable` (which
+        encodes back to the same stored form), never an error."""
         kind = type(stored)
         if kind in _SCALARS:
             return stored
         if not stored:  # an empty list or dict
             return [] if kind is list else {}
-        return self._serializer.from_primitive(stored, what)
+        return self._serializer.from_primitive_or_undecodable(stored, what)
 
     def _store_pointer(self, pointer: ExecutionPointer, what: str) -> ExecutionPointer:
         """The stored form of one pointer (validated; nothing shared with the caller's)."""
@@ -340,6 +366,7 @@ class MemoryPersistenceProvider:
     def _load(self, stored: _StoredInstance) -> WorkflowInstance:
         values = {name: getattr(stored.header, name) for name in _INSTANCE_FIELDS}
         values["data"] = self._decode(stored.header.data, "data")
+        values["control_request"] = stored.control
         instance = WorkflowInstance(**values)
         instance.execution_pointers = PointerList(
             self._load_pointer(p) for p in stored.pointers.values()
@@ -349,10 +376,21 @@ class MemoryPersistenceProvider:
 
     # -- workflows ---------------------------------------------------------------------
 
-    async def create_workflow(self, instance: WorkflowInstance) -> str:
-        """Insert a new instance (revision 1) with all its pointers; return its id."""
+    async def create_workflow(
+        self,
+        instance: WorkflowInstance,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> str:
+        """Insert a new instance (revision 1) with all its pointers; return its id
+        (claimed by ``owner`` until ``lease_until`` when given)."""
+        if owner is not None:
+            _check_owner(owner)
+            lease_until = _required_utc(lease_until, "lease_until")  # type: ignore[arg-type]
         await self._enter()
         header = self._store_header(instance)
+        _check_instance_text(instance)
         workflow_id = instance.id or new_id()
         if workflow_id in self._instances:
             raise ConcurrencyError(workflow_id, 0)
@@ -362,16 +400,24 @@ class MemoryPersistenceProvider:
         for pointer in instance.execution_pointers:
             what = f"execution_pointers[{pointer.id!r}]"
             pointers[pointer.id] = self._store_pointer(pointer, what)
-        self._instances[workflow_id] = _StoredInstance(header, pointers, next(self._seq))
+        self._instances[workflow_id] = _StoredInstance(
+            header, pointers, next(self._seq), owner, lease_until if owner else None
+        )
         instance.id = workflow_id
         instance.revision = 1
         instance.mark_persisted()
         return workflow_id
 
     async def persist_workflow(
-        self, instance: WorkflowInstance, subscriptions: Sequence[EventSubscription] = ()
+        self,
+        instance: WorkflowInstance,
+        subscriptions: Sequence[EventSubscription] = (),
+        *,
+        owner: str | None = None,
+        apply_control: bool = False,
     ) -> None:
-        """Save header, data and changed pointers plus new subscriptions, atomically."""
+        """Save header, data and changed pointers plus new subscriptions, atomically
+        (fenced by the claim: see ``WorkflowRepository``)."""
         originals = list(subscriptions)
         await self._enter()
         if not isinstance(instance, WorkflowInstance):
@@ -381,6 +427,15 @@ class MemoryPersistenceProvider:
             raise WorkflowNotFound(instance.id)
         if stored.header.revision != instance.revision:
             raise ConcurrencyError(instance.id, instance.revision)
+        live = stored.claimed(self._clock())
+        if owner is None:
+            if live:
+                raise LeaseLost(instance.id, None)
+        else:
+            if not live or stored.owner != owner:
+                raise LeaseLost(instance.id, owner)
+            if stored.control is not None and not apply_control:
+                raise ControlPending(instance.id, stored.control)
         # Build the stored form of everything first: nothing is written unless all of
         # it can be.
         header = self._store_header(instance)
@@ -392,6 +447,8 @@ class MemoryPersistenceProvider:
         new_subs = self._prepare_subscriptions(originals, "subscriptions")
         # Commit.
         stored.header = header
+        if owner is not None and apply_control:
+            stored.control = None
         for pointer_id, pointer in changed:
             stored.pointers[pointer_id] = pointer
         for sub in new_subs:
@@ -400,6 +457,56 @@ class MemoryPersistenceProvider:
             original.id = sub.id
         instance.revision += 1
         instance.mark_persisted()
+
+    async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
+        """Take or renew ``owner``'s claim unless another owner holds a live one."""
+        _check_owner(owner)
+        lease_until = _required_utc(lease_until, "lease_until")
+        await self._enter()
+        stored = self._instances.get(workflow_id)
+        if stored is None:
+            raise WorkflowNotFound(workflow_id)
+        if stored.owner != owner and stored.claimed(self._clock()):
+            return False
+        stored.owner = owner
+        stored.lease_until = lease_until
+        return True
+
+    async def release_workflow(self, workflow_id: str, owner: str) -> None:
+        """Drop ``owner``'s claim (a no-op when it does not hold it)."""
+        await self._enter()
+        stored = self._instances.get(workflow_id)
+        if stored is not None and stored.owner == owner:
+            stored.owner = None
+            stored.lease_until = None
+
+    async def request_control(self, workflow_id: str, action: str) -> None:
+        """Record a pending control request (a pending terminate is kept)."""
+        _check_control_action(action)
+        await self._enter()
+        stored = self._instances.get(workflow_id)
+        if stored is None:
+            raise WorkflowNotFound(workflow_id)
+        if stored.control != "terminate":
+            stored.control = action
+
+    async def get_pending_controls(
+        self, workflow_ids: Iterable[str] | None = None, as_at: datetime | None = None
+    ) -> dict[str, str]:
+        """Pending control requests (see ``WorkflowRepository.get_pending_controls``)."""
+        ids = None if workflow_ids is None else _id_list(workflow_ids, "workflow_ids")
+        now = self._clock() if as_at is None else _required_utc(as_at, "as_at")
+        await self._enter()
+        if ids is not None:
+            found = ((i, self._instances.get(i)) for i in dict.fromkeys(ids))
+            return {i: s.control for i, s in found if s is not None and s.control is not None}
+        out: dict[str, str] = {}
+        for workflow_id, stored in self._instances.items():
+            if stored.control is not None and not stored.claimed(now):
+                out[workflow_id] = stored.control
+                if len(out) >= 1000:
+                    break
+        return out
 
     async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
         """Return a copy of the instance, or raise ``WorkflowNotFound``."""
@@ -503,6 +610,7 @@ class MemoryPersistenceProvider:
             where = f"{what}[{i}]"
             if not isinstance(sub, EventSubscription):
                 raise TypeError(f"{where} must be an EventSubscription, not {type(sub).__name__}")
+            _check_subscription_text(sub, where)
             sub_id = sub.id or new_id()
             if sub_id in self._subscriptions or sub_id in seen:
                 raise ValueError(f"{where}: a subscription with id {sub_id!r} already exists")
@@ -638,6 +746,8 @@ class MemoryPersistenceProvider:
     ) -> bool:
         """Claim the subscription if no live token is held; return whether we won."""
         expiry = _required_utc(expiry, "expiry")
+        _check_key(token, "token")
+        _check_key(worker_id, "worker_id")
         await self._enter()
         stored = self._subscriptions.get(subscription_id)
         if stored is None:
@@ -673,12 +783,14 @@ class MemoryPersistenceProvider:
             event_time=event.event_time,
             id=event.id,
             is_processed=event.is_processed,
+            set_aside=event.set_aside,
         )
 
     async def create_event(self, event: Event) -> str:
         """Insert an event; return its id (assigned when empty, written back)."""
         if not isinstance(event, Event):
             raise TypeError(f"event must be an Event, not {type(event).__name__}")
+        _check_event_text(event)
         event_time = _required_utc(event.event_time, "event.event_time")
         await self._enter()
         event_id = event.id or new_id()
@@ -690,7 +802,8 @@ class MemoryPersistenceProvider:
             event_data=self._encode(event.event_data, "event_data"),
             event_time=event_time,
             id=event_id,
-            is_processed=bool(event.is_processed),
+            is_processed=bool(event.is_processed) or event.set_aside is not None,
+            set_aside=_reason(event.set_aside) if event.set_aside is not None else None,
         )
         self._events[event_id] = _StoredEvent(stored, next(self._seq))
         self._events_by_topic.setdefault((stored.event_name, stored.event_key), {})[event_id] = None
@@ -739,13 +852,30 @@ class MemoryPersistenceProvider:
         self._unprocessed.pop(event_id, None)
 
     async def mark_event_unprocessed(self, event_id: str) -> None:
-        """Clear ``is_processed``, or raise ``EventNotFound``."""
+        """Clear ``is_processed`` (a set-aside event stays processed), or raise
+        ``EventNotFound``."""
         await self._enter()
         stored = self._events.get(event_id)
         if stored is None:
             raise EventNotFound(event_id)
+        if stored.event.set_aside is not None:
+            return
         stored.event.is_processed = False
         self._unprocessed[event_id] = None
+
+    async def set_aside_event(self, event_id: str, reason: str) -> bool:
+        """Mark the event processed for good with ``reason``; True when this call did."""
+        reason = _reason(reason)
+        await self._enter()
+        stored = self._events.get(event_id)
+        if stored is None:
+            raise EventNotFound(event_id)
+        if stored.event.set_aside is not None:
+            return False
+        stored.event.set_aside = reason
+        stored.event.is_processed = True
+        self._unprocessed.pop(event_id, None)
+        return True
 
     # -- scheduled commands ------------------------------------------------------------
 
@@ -759,6 +889,7 @@ class MemoryPersistenceProvider:
         self._require(Capability.SCHEDULED_COMMANDS)
         if not isinstance(command, ScheduledCommand):
             raise TypeError(f"command must be a ScheduledCommand, not {type(command).__name__}")
+        _check_key(command.data, "command.data")
         execute_time = _required_utc(command.execute_time, "command.execute_time")
         await self._enter()
         self._put_command((command.command_name, command.data), execute_time)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
-from wfe_core.registry import redact_url
+from wfe_core.registry import check_url_credentials, redact_url
 
 __all__ = [
     "DEFAULT_PORT",
@@ -101,8 +101,9 @@ class PostgresUrl:
     """A parsed store URL: what to connect to (``dsn``, for asyncpg), what to call it
     in messages, and wfe's options found in its query string."""
 
-    dsn: str
-    """The URL for asyncpg: scheme ``postgresql``, wfe's options removed."""
+    dsn: str = field(repr=False)
+    """The URL for asyncpg: scheme ``postgresql``, wfe's options removed (it carries the
+    password: never shown in a repr or a message; use :attr:`display`)."""
     host: str
     """The first host (``localhost`` when none is given; a socket folder for Unix sockets)."""
     port: int
@@ -148,6 +149,10 @@ def parse_postgres_url(url: str) -> PostgresUrl:
     scheme = parts.scheme.lower()
     if scheme not in SCHEMES:
         raise ValueError(f"not a PostgreSQL URL: {shown!r}; {_FORMS}")
+    # Before anything else looks at the parts: a password holding an unencoded '/', '?',
+    # '#' or '@' would otherwise be split into a host, port, database or option name
+    # that messages then show.
+    check_url_credentials(url, _FORMS)
     if parts.fragment:
         raise ValueError(f"{shown!r} has a '#' fragment; {_FORMS}")
     options: dict[str, Any] = {}

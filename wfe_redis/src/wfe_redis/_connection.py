@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,7 +23,7 @@ from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from wfe_core.errors import ProviderUnavailable
-from wfe_core.registry import redact_url
+from wfe_core.registry import check_url_credentials, redact_url
 
 __all__ = [
     "DEFAULT_PREFIX",
@@ -64,8 +64,9 @@ class RedisSettings:
     ``health_check_interval`` and ``ssl_*`` options.
     """
 
-    url: str
-    """The URL handed to redis-py (the wfe options removed)."""
+    url: str = field(repr=False)
+    """The URL handed to redis-py (the wfe options removed; it carries the password:
+    never shown in a repr or a message, use :attr:`display`)."""
     display: str
     """The URL with any password redacted, for messages."""
     db: int
@@ -91,6 +92,9 @@ class RedisSettings:
                 f"{redact_url(url)!r} is not a Redis URL: expected redis://host:port/db "
                 "(or rediss:// for TLS, unix:///path for a socket)"
             )
+        # A password holding an unencoded '/', '?', '#' or '@' would be split into a
+        # host, port, database or option name that messages then show.
+        check_url_credentials(url, "e.g. redis://:password@host:6379/0")
         query: dict[str, str] = {}
         for key, value in parse_qsl(parts.query, keep_blank_values=True):
             if key not in _WFE_OPTIONS and key not in _CLIENT_OPTIONS:

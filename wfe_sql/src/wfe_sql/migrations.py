@@ -57,8 +57,34 @@ class Migration:
     upgrade: Callable[[SqlDriver], Sequence[str]]
 
 
-MIGRATIONS: tuple[Migration, ...] = ()
-"""The upgrade steps of existing stores, oldest first (none yet: version 1 is the first)."""
+def _add_columns(*columns: tuple[str, str]) -> Callable[[SqlDriver], Sequence[str]]:
+    """A migration adding ``(table, column)`` pairs as declared in :mod:`wfe_sql.schema`."""
+
+    def upgrade(driver: SqlDriver) -> list[str]:
+        out = []
+        for table_name, column_name in columns:
+            column = metadata.tables[table_name].c[column_name]
+            kind = column.type.compile(dialect=driver.dialect)
+            out.append(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}")
+        return out
+
+    return upgrade
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        2,
+        "ownership fencing (workflows.owner, lease_until), durable control requests "
+        "(workflows.control), set-aside events (events.set_aside)",
+        _add_columns(
+            ("wfe_workflows", "owner"),
+            ("wfe_workflows", "lease_until"),
+            ("wfe_workflows", "control"),
+            ("wfe_events", "set_aside"),
+        ),
+    ),
+)
+"""The upgrade steps of existing stores, oldest first."""
 
 
 class SchemaVersionError(ProviderUnavailable):

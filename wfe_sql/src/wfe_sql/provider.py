@@ -26,7 +26,9 @@ from wfe_core.capabilities import Capability
 from wfe_core.errors import (
     CapabilityNotSupported,
     ConcurrencyError,
+    ControlPending,
     EventNotFound,
+    LeaseLost,
     ProviderUnavailable,
     SubscriptionNotFound,
     TokenMismatch,
@@ -48,14 +50,22 @@ from wfe_core.models import (
 )
 from wfe_core.persistence import CommandHandler
 from wfe_core.persistence import check_aware as _check_aware
+from wfe_core.persistence import check_control_action as _check_control_action
+from wfe_core.persistence import check_event_text as _check_event_text
+from wfe_core.persistence import check_instance_text as _check_instance_text
+from wfe_core.persistence import check_key as _check_key
 from wfe_core.persistence import check_non_negative as _non_negative
+from wfe_core.persistence import check_owner as _check_owner
+from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import id_list as _id_list
+from wfe_core.persistence import storable_key as _storable_key
 from wfe_core.serialization import Serializer, default_serializer
 
 from wfe_sql.driver import BatchAborted, IntegrityViolation, Op, Row, SqlDriver
 from wfe_sql.statements import (
     ERROR_COLUMNS,
     EVENT_COLUMNS,
+    HEADER_READ_COLUMNS,
     IN_CHUNK,
     POINTER_COLUMNS,
     SUBSCRIPTION_COLUMNS,
@@ -74,11 +84,13 @@ __all__ = ["SqlPersistenceProvider"]
 _log = logging.getLogger("wfe.sql")
 
 _TAG = '"$wfe"'  # the key of every tagged value in the serializer's stored form
-_SUPPORTED: frozenset[Capability] = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURGE})
+_SUPPORTED: frozenset[Capability] = frozenset(
+    {Capability.SCHEDULED_COMMANDS, Capability.PURGE, Capability.DURABLE}
+)
 _FINISHED = (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
 _WF_STATUS: dict[str, WorkflowStatus] = {s.value: s for s in WorkflowStatus}
 _PTR_STATUS: dict[str, PointerStatus] = {s.value: s for s in PointerStatus}
-_HEADER_WIDTH = len(WORKFLOW_COLUMNS)  # header columns in a select_instance row
+_HEADER_WIDTH = len(HEADER_READ_COLUMNS)  # header columns in a select_instance row
 
 # The row layouts the loaders unpack by position.
 assert WORKFLOW_COLUMNS == (
@@ -137,6 +149,7 @@ assert EVENT_COLUMNS == (
     "event_data",
     "event_time",
     "is_processed",
+    "set_aside",
 )
 assert ERROR_COLUMNS == (
     "id",
@@ -182,6 +195,13 @@ def _pointer_status(value: Any, what: str) -> str:
         raise ValueError(f"{what}.status must be a PointerStatus, not {value!r}") from None
 
 
+def _reason(reason: str) -> str:
+    """Argument check: a set-aside reason is a non-empty string."""
+    if not isinstance(reason, str) or not reason:
+        raise ValueError(f"a set-aside reason must be a non-empty string, not {reason!r}")
+    return reason
+
+
 def _capability_set(capabilities: Iterable[Capability]) -> frozenset[Capability]:
     result: set[Capability] = set()
     for c in capabilities:
@@ -195,12 +215,13 @@ def _capability_set(capabilities: Iterable[Capability]) -> frozenset[Capability]
 class SqlPersistenceProvider:
     """A :class:`~wfe_core.persistence.PersistenceProvider` on a :class:`SqlDriver`.
 
-    Declares ``SCHEDULED_COMMANDS`` and ``PURGE`` (pass ``capabilities``, a subset, to
-    declare fewer). ``serializer`` writes and reads user values (default: the
-    process-wide one); ``clock`` returns "now" (an aware datetime) for token expiry and
-    command leases; ``command_lease`` is how many seconds a claimed scheduled command
-    stays reserved for the processor that claimed it (a crashed processor's commands
-    become due again after it).
+    Declares ``SCHEDULED_COMMANDS``, ``PURGE`` and ``DURABLE`` (pass ``capabilities``, a
+    subset, to declare fewer: a dialect whose database can be private to the process,
+    like SQLite's ``:memory:``, leaves ``DURABLE`` out). ``serializer`` writes and reads
+    user values (default: the process-wide one); ``clock`` returns "now" (an aware
+    datetime) for token expiry and command leases; ``command_lease`` is how many seconds
+    a claimed scheduled command stays reserved for the processor that claimed it (a
+    crashed processor's commands become due again after it).
 
     The schema is created or migrated on first use (``ensure_store_exists`` or any
     call). After :meth:`close` every call raises
@@ -244,7 +265,7 @@ class SqlPersistenceProvider:
 
     @property
     def capabilities(self) -> frozenset[Capability]:
-        """``SCHEDULED_COMMANDS`` and ``PURGE`` unless constructed with fewer."""
+        """``SCHEDULED_COMMANDS``, ``PURGE`` and ``DURABLE`` unless constructed with fewer."""
         return self._capabilities
 
     async def ensure_store_exists(self) -> None:
@@ -301,7 +322,10 @@ class SqlPersistenceProvider:
         return self._dumps(value, what)
 
     def _dec(self, text: str | None, what: str) -> Any:
-        """A fresh object rebuilt from stored JSON text."""
+        """A fresh object rebuilt from stored JSON text; text that cannot be rebuilt in
+        this process (e.g. it names a type not registered here) comes back as an
+        :class:`~wfe_core.serialization.Undecodable`, which encodes back to ``text``
+        verbatim: a read never fails because of user data."""
         if text is None:
             return None
         if self._plain_json and _TAG not in text:
@@ -311,7 +335,7 @@ class SqlPersistenceProvider:
                 return orjson.loads(text)
             except orjson.JSONDecodeError:
                 pass  # e.g. nested deeper than orjson allows: the serializer copes
-        return self._loads(text, what)
+        return self._serializer.loads_or_undecodable(text, what)
 
     def _dec_field(self, text: str | None, pointer_id: str, name: str) -> Any:
         """:meth:`_dec` for a pointer field (the error path is only built when needed)."""
@@ -322,7 +346,9 @@ class SqlPersistenceProvider:
                 return orjson.loads(text)
             except orjson.JSONDecodeError:
                 pass
-        return self._loads(text, f"execution_pointers[{pointer_id!r}].{name}")
+        return self._serializer.loads_or_undecodable(
+            text, f"execution_pointers[{pointer_id!r}].{name}"
+        )
 
     def _header_values(self, instance: WorkflowInstance) -> dict[str, Any]:
         """The stored form of an instance header (validated; nothing written yet)."""
@@ -478,6 +504,7 @@ class SqlPersistenceProvider:
             create_time,
             complete_time,
             revision,
+            control,
         ) = row
         instance = WorkflowInstance(
             workflow_definition_id=definition_id,
@@ -492,6 +519,7 @@ class SqlPersistenceProvider:
             create_time=from_micros(create_time),
             complete_time=from_micros_opt(complete_time),
             revision=revision,
+            control_request=control,
         )
         instance.mark_persisted()
         return instance
@@ -505,6 +533,7 @@ class SqlPersistenceProvider:
             where = f"{what}[{i}]"
             if not isinstance(sub, EventSubscription):
                 raise TypeError(f"{where} must be an EventSubscription, not {type(sub).__name__}")
+            _check_subscription_text(sub, where)
             if sub.subscribe_as_of is None:
                 raise TypeError(f"{where}.subscribe_as_of must be a datetime, not None")
             out.append(
@@ -557,7 +586,7 @@ class SqlPersistenceProvider:
         )
 
     def _load_event(self, row: Row) -> Event:
-        event_id, name, key, data, event_time, processed = row
+        event_id, name, key, data, event_time, processed, set_aside = row
         return Event(
             event_name=name,
             event_key=key,
@@ -565,6 +594,7 @@ class SqlPersistenceProvider:
             event_time=from_micros(event_time),
             id=event_id,
             is_processed=bool(processed),
+            set_aside=set_aside,
         )
 
     def _now(self) -> int:
@@ -572,22 +602,39 @@ class SqlPersistenceProvider:
 
     # -- workflows ---------------------------------------------------------------------
 
-    async def create_workflow(self, instance: WorkflowInstance) -> str:
-        """Insert a new instance (revision 1) with all its pointers; return its id."""
+    async def create_workflow(
+        self,
+        instance: WorkflowInstance,
+        *,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> str:
+        """Insert a new instance (revision 1) with all its pointers; return its id
+        (claimed by ``owner`` until ``lease_until`` when given)."""
         if not isinstance(instance, WorkflowInstance):
             raise TypeError(f"instance must be a WorkflowInstance, not {type(instance).__name__}")
+        _check_instance_text(instance)
+        if owner is not None:
+            _check_owner(owner)
+            if lease_until is None:
+                raise TypeError("lease_until must be a datetime when owner is given")
         s = await self._ready()
         workflow_id = instance.id or new_id()
         header = self._header_values(instance)
         header["p_id"] = workflow_id
         header["p_revision"] = 1
-        header_args = s.insert_workflow.args(header)
+        insert = s.insert_workflow
+        if owner is not None and lease_until is not None:
+            insert = s.insert_workflow_claimed
+            header["p_owner"] = owner
+            header["p_lease"] = to_micros(lease_until, "lease_until")
+        header_args = insert.args(header)
         rows = []
         for ordinal, pointer in enumerate(instance.execution_pointers):
             values = self._pointer_values(workflow_id, pointer)
             values["p_ordinal"] = ordinal
             rows.append(s.insert_pointer.args(values))
-        ops = [Op(s.insert_workflow.sql, header_args, expect=1)]
+        ops = [Op(insert.sql, header_args, expect=1)]
         if rows:
             ops.append(Op(s.insert_pointer.sql, rows=rows))
         try:
@@ -604,9 +651,15 @@ class SqlPersistenceProvider:
         return workflow_id
 
     async def persist_workflow(
-        self, instance: WorkflowInstance, subscriptions: Sequence[EventSubscription] = ()
+        self,
+        instance: WorkflowInstance,
+        subscriptions: Sequence[EventSubscription] = (),
+        *,
+        owner: str | None = None,
+        apply_control: bool = False,
     ) -> None:
-        """Save header, data and changed pointers plus new subscriptions, atomically."""
+        """Save header, data and changed pointers plus new subscriptions, atomically
+        (fenced by the claim: see ``WorkflowRepository``)."""
         originals = list(subscriptions)
         if not isinstance(instance, WorkflowInstance):
             raise TypeError(f"instance must be a WorkflowInstance, not {type(instance).__name__}")
@@ -616,7 +669,14 @@ class SqlPersistenceProvider:
         header = self._header_values(instance)
         header["p_key_id"] = workflow_id
         header["p_key_revision"] = instance.revision
-        header_args = s.update_workflow.args(header)
+        now = self._now()
+        header["p_now"] = now
+        if owner is None:
+            update = s.update_workflow
+        else:
+            update = s.update_workflow_control if apply_control else s.update_workflow_owned
+            header["p_owner"] = owner
+        header_args = update.args(header)
         upsert = s.upsert_pointer.args
         pointer_rows = [
             upsert(self._pointer_values(workflow_id, p)) for p in instance.changed_pointers()
@@ -626,7 +686,7 @@ class SqlPersistenceProvider:
         # One transaction, one round trip: the guarded header UPDATE (a stale revision
         # or unknown id matches no row and rolls the whole batch back), the upsert of the
         # changed pointers, the new subscriptions.
-        ops = [Op(s.update_workflow.sql, header_args, expect=1)]
+        ops = [Op(update.sql, header_args, expect=1)]
         if pointer_rows:
             ops.append(Op(s.upsert_pointer.sql, rows=pointer_rows))
         if sub_rows:
@@ -634,15 +694,89 @@ class SqlPersistenceProvider:
         try:
             await self.driver.write_batch(ops)
         except BatchAborted:
-            if await self.driver.fetchone(s.workflow_exists.sql, (workflow_id,)) is None:
-                raise WorkflowNotFound(workflow_id) from None
-            raise ConcurrencyError(workflow_id, instance.revision) from None
+            raise await self._refused(workflow_id, instance.revision, owner, now) from None
         except IntegrityViolation as exc:
             raise ValueError(f"subscriptions: a subscription id already exists ({exc})") from exc
         for original, values in zip(originals, new_subs, strict=True):
             original.id = values["p_id"]
         instance.revision += 1
         instance.mark_persisted()
+
+    async def _refused(
+        self, workflow_id: str, revision: int, owner: str | None, now: int
+    ) -> Exception:
+        """The error for a refused header write: which guard did not hold."""
+        s = await self._ready()
+        row = await self.driver.fetchone(
+            s.workflow_fence.sql, s.workflow_fence.args({"p_key_id": workflow_id})
+        )
+        if row is None:
+            return WorkflowNotFound(workflow_id)
+        stored_revision, holder, lease, control = row
+        if stored_revision != revision:
+            return ConcurrencyError(workflow_id, revision)
+        live = holder is not None and lease is not None and lease > now
+        if owner is None or not live or holder != owner:
+            return LeaseLost(workflow_id, owner)
+        return ControlPending(workflow_id, control)
+
+    async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
+        """Take or renew ``owner``'s claim unless another owner holds a live one."""
+        _check_owner(owner)
+        lease = to_micros(lease_until, "lease_until")
+        s = await self._ready()
+        stmt = s.claim_workflow
+        won = await self.driver.execute(
+            stmt.sql,
+            stmt.args(
+                {"p_key_id": workflow_id, "p_owner": owner, "p_lease": lease, "p_now": self._now()}
+            ),
+            durable=False,
+        )
+        if won:
+            return True
+        if await self.driver.fetchone(s.workflow_exists.sql, (workflow_id,)) is None:
+            raise WorkflowNotFound(workflow_id)
+        return False
+
+    async def release_workflow(self, workflow_id: str, owner: str) -> None:
+        """Drop ``owner``'s claim (a no-op when it does not hold it)."""
+        s = await self._ready()
+        stmt = s.release_workflow
+        await self.driver.execute(
+            stmt.sql, stmt.args({"p_key_id": workflow_id, "p_owner": owner}), durable=False
+        )
+
+    async def request_control(self, workflow_id: str, action: str) -> None:
+        """Record a pending control request (a pending terminate is kept)."""
+        _check_control_action(action)
+        s = await self._ready()
+        stmt = s.request_control
+        if await self.driver.execute(
+            stmt.sql, stmt.args({"p_key_id": workflow_id, "p_action": action})
+        ):
+            return
+        if await self.driver.fetchone(s.workflow_exists.sql, (workflow_id,)) is None:
+            raise WorkflowNotFound(workflow_id)
+
+    async def get_pending_controls(
+        self, workflow_ids: Iterable[str] | None = None, as_at: datetime | None = None
+    ) -> dict[str, str]:
+        """Pending control requests (see ``WorkflowRepository.get_pending_controls``)."""
+        s = await self._ready()
+        out: dict[str, str] = {}
+        if workflow_ids is not None:
+            ids = list(dict.fromkeys(_id_list(workflow_ids, "workflow_ids")))
+            for chunk in _chunks(ids):
+                stmt = s.controls_in(len(chunk))
+                for row in await self.driver.fetchall(stmt.sql, chunk):
+                    out[row[0]] = row[1]
+            return out
+        now = self._now() if as_at is None else to_micros(as_at, "as_at")
+        stmt = s.unclaimed_controls
+        for row in await self.driver.fetchall(stmt.sql, stmt.args({"p_now": now})):
+            out[row[0]] = row[1]
+        return out
 
     async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
         """Return a copy of the instance, or raise ``WorkflowNotFound``."""
@@ -707,6 +841,8 @@ class SqlPersistenceProvider:
         _non_negative(skip, "skip")
         _non_negative(take, "take")
         s = await self._ready()
+        if any(f is not None and not _storable_key(f) for f in (definition_id, reference)):
+            return []
         values: dict[str, Any] = {}
         if status is not None:
             values["p_status"] = _workflow_status(status)
@@ -774,6 +910,8 @@ class SqlPersistenceProvider:
         """Live subscriptions on this name and key as of ``as_of``, oldest first."""
         at = to_micros(as_of, "as_of")
         s = await self._ready()
+        if not (_storable_key(event_name) and _storable_key(event_key)):
+            return []
         rows = await self.driver.fetchall(s.topic_subscriptions.sql, (event_name, event_key, at))
         return [self._load_subscription(r) for r in rows]
 
@@ -783,6 +921,8 @@ class SqlPersistenceProvider:
         """The oldest matching subscription without a live token, or None."""
         at = to_micros(as_of, "as_of")
         s = await self._ready()
+        if not (_storable_key(event_name) and _storable_key(event_key)):
+            return None
         stmt = s.first_open_subscription
         row = await self.driver.fetchone(
             stmt.sql,
@@ -830,6 +970,8 @@ class SqlPersistenceProvider:
         if expiry is None:
             raise TypeError("expiry must be a datetime, not None")
         until = to_micros(expiry, "expiry")
+        _check_key(token, "token")
+        _check_key(worker_id, "worker_id")
         s = await self._ready()
         stmt = s.set_token
         won = await self.driver.execute(
@@ -868,6 +1010,7 @@ class SqlPersistenceProvider:
         """Insert an event; return its id (assigned when empty, written back)."""
         if not isinstance(event, Event):
             raise TypeError(f"event must be an Event, not {type(event).__name__}")
+        _check_event_text(event)
         if event.event_time is None:
             raise TypeError("event.event_time must be a datetime, not None")
         event_time = to_micros(event.event_time, "event.event_time")
@@ -881,7 +1024,8 @@ class SqlPersistenceProvider:
                 "p_event_key": event.event_key,
                 "p_event_data": self._enc(event.event_data, "event_data"),
                 "p_event_time": event_time,
-                "p_is_processed": bool(event.is_processed),
+                "p_is_processed": bool(event.is_processed) or event.set_aside is not None,
+                "p_set_aside": None if event.set_aside is None else _reason(event.set_aside),
             }
         )
         try:
@@ -912,6 +1056,8 @@ class SqlPersistenceProvider:
         """Ids of events on this name and key with ``event_time >= as_of``, oldest first."""
         at = to_micros(as_of, "as_of")
         s = await self._ready()
+        if not (_storable_key(event_name) and _storable_key(event_key)):
+            return []
         rows = await self.driver.fetchall(s.topic_events.sql, (event_name, event_key, at))
         return [r[0] for r in rows]
 
@@ -928,8 +1074,20 @@ class SqlPersistenceProvider:
         await self._mark_event(event_id, True)
 
     async def mark_event_unprocessed(self, event_id: str) -> None:
-        """Clear ``is_processed``, or raise ``EventNotFound``."""
+        """Clear ``is_processed`` (a set-aside event stays processed), or raise
+        ``EventNotFound``."""
         await self._mark_event(event_id, False)
+
+    async def set_aside_event(self, event_id: str, reason: str) -> bool:
+        """Mark the event processed for good with ``reason``; True when this call did."""
+        values = {"p_key_id": event_id, "p_flag": True, "p_reason": _reason(reason)}
+        s = await self._ready()
+        stmt = s.set_aside_event
+        if await self.driver.execute(stmt.sql, stmt.args(values)):
+            return True
+        if await self.driver.fetchone(s.event_exists.sql, (event_id,)) is None:
+            raise EventNotFound(event_id)
+        return False
 
     # -- scheduled commands ------------------------------------------------------------
 
@@ -938,6 +1096,7 @@ class SqlPersistenceProvider:
         self._require(Capability.SCHEDULED_COMMANDS)
         if not isinstance(command, ScheduledCommand):
             raise TypeError(f"command must be a ScheduledCommand, not {type(command).__name__}")
+        _check_key(command.data, "command.data")
         if command.execute_time is None:
             raise TypeError("command.execute_time must be a datetime, not None")
         at = to_micros(command.execute_time, "command.execute_time")

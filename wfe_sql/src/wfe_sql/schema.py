@@ -54,7 +54,7 @@ __all__ = [
     "workflows",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """The schema version this code creates and understands."""
 
 TABLE_PREFIX = "wfe_"
@@ -95,8 +95,16 @@ workflows = Table(
     Column("create_time", _Micros, nullable=False),
     Column("complete_time", _Micros),
     Column("revision", Integer, nullable=False),
+    # Version 2: ownership fencing and durable control requests.
+    Column("owner", String(100)),
+    Column("lease_until", _Micros),
+    Column("control", String(32)),
 )
-"""Workflow instance headers (one row per instance; pointers live in their own table)."""
+"""Workflow instance headers (one row per instance; pointers live in their own table).
+
+``owner`` / ``lease_until``: the host that has claimed the instance to run it and when
+that claim lapses (see ``WorkflowRepository.claim_workflow``); ``control``: a pending
+suspend / resume / terminate request, applied by whoever holds the instance."""
 
 Index(
     "wfe_ix_workflows_runnable",
@@ -170,6 +178,8 @@ events = Table(
     Column("event_data", Text),
     Column("event_time", _Micros, nullable=False),
     Column("is_processed", Boolean(create_constraint=False), nullable=False),
+    # Version 2: why the event was set aside (poison data), or NULL.
+    Column("set_aside", Text),
 )
 """Published events; ``seq`` orders events with equal times by insertion."""
 

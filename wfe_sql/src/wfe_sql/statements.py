@@ -47,6 +47,7 @@ from wfe_sql.schema import (
 __all__ = [
     "ERROR_COLUMNS",
     "EVENT_COLUMNS",
+    "HEADER_READ_COLUMNS",
     "IN_CHUNK",
     "POINTER_COLUMNS",
     "SUBSCRIPTION_COLUMNS",
@@ -60,8 +61,16 @@ __all__ = [
 IN_CHUNK = 256
 """The most values one ``IN`` list carries; longer lists are split into chunks."""
 
-WORKFLOW_COLUMNS: tuple[str, ...] = tuple(c.key for c in workflows.c)
-"""The header columns, in the order the header ``SELECT`` returns them."""
+_CLAIM_COLUMNS = ("owner", "lease_until", "control")
+
+WORKFLOW_COLUMNS: tuple[str, ...] = tuple(c.key for c in workflows.c if c.key not in _CLAIM_COLUMNS)
+"""The header columns the provider writes, in the order the header ``SELECT`` returns
+them; every header ``SELECT`` adds ``control`` (the pending control request) after them.
+The claim columns (``owner``, ``lease_until``) and ``control`` are written only by the
+claim and control statements."""
+
+HEADER_READ_COLUMNS: tuple[str, ...] = (*WORKFLOW_COLUMNS, "control")
+"""The columns of every header ``SELECT``."""
 
 POINTER_COLUMNS: tuple[str, ...] = tuple(c.key for c in execution_pointers.c if c.key != "ordinal")
 """The pointer columns the provider reads and writes (``ordinal`` is the store's own)."""
@@ -70,7 +79,8 @@ SUBSCRIPTION_COLUMNS: tuple[str, ...] = tuple(c.key for c in subscriptions.c if 
 """The subscription columns, in ``SELECT`` order."""
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(c.key for c in events.c if c.key != "seq")
-"""The event columns, in ``SELECT`` order."""
+"""The event columns, in ``SELECT`` order (``set_aside`` last: the reason an event whose
+data cannot be decoded was set aside, or NULL)."""
 
 ERROR_COLUMNS: tuple[str, ...] = tuple(c.key for c in execution_errors.c if c.key != "seq")
 """The execution-error columns, in ``SELECT`` order."""
@@ -131,14 +141,80 @@ class ProviderStatements:
             .values(_values(w.c, WORKFLOW_COLUMNS))
             .on_conflict_do_nothing(index_elements=[w.c.id])
         )
+        self.insert_workflow_claimed = c(
+            driver.insert(w)
+            .values(
+                {
+                    **_values(w.c, WORKFLOW_COLUMNS),
+                    w.c.owner: _b("owner"),
+                    w.c.lease_until: _b("lease"),
+                }
+            )
+            .on_conflict_do_nothing(index_elements=[w.c.id])
+        )
         header = tuple(n for n in WORKFLOW_COLUMNS if n not in ("id", "revision"))
+        header_values = {**_values(w.c, header), w.c.revision: w.c.revision + _ONE}
+        same_revision = and_(w.c.id == _b("key_id"), w.c.revision == _b("key_revision"))
+        # Fencing (see WorkflowRepository): an unowned write needs no live claim; an
+        # owned one needs its own live claim and, unless it applies it, no pending
+        # control request.
         self.update_workflow = c(
             update(w)
-            .where(w.c.id == _b("key_id"), w.c.revision == _b("key_revision"))
-            .values({**_values(w.c, header), w.c.revision: w.c.revision + _ONE})
+            .where(
+                same_revision,
+                or_(w.c.owner.is_(None), w.c.lease_until.is_(None), w.c.lease_until <= _b("now")),
+            )
+            .values(header_values)
+        )
+        owned = and_(same_revision, w.c.owner == _b("owner"), w.c.lease_until > _b("now"))
+        self.update_workflow_owned = c(
+            update(w).where(owned, w.c.control.is_(None)).values(header_values)
+        )
+        self.update_workflow_control = c(
+            update(w).where(owned).values({**header_values, w.c.control: null()})
         )
         self.workflow_exists = c(select(w.c.id).where(w.c.id == _b("key_id")))
-        self.select_workflow = c(select(*w.c).where(w.c.id == _b("key_id")))
+        self.workflow_fence = c(
+            select(w.c.revision, w.c.owner, w.c.lease_until, w.c.control).where(
+                w.c.id == _b("key_id")
+            )
+        )
+        self.claim_workflow = c(
+            update(w)
+            .where(
+                w.c.id == _b("key_id"),
+                or_(
+                    w.c.owner.is_(None),
+                    w.c.owner == _b("owner"),
+                    w.c.lease_until.is_(None),
+                    w.c.lease_until <= _b("now"),
+                ),
+            )
+            .values(owner=_b("owner"), lease_until=_b("lease"))
+        )
+        self.release_workflow = c(
+            update(w)
+            .where(w.c.id == _b("key_id"), w.c.owner == _b("owner"))
+            .values(owner=None, lease_until=None)
+        )
+        self.request_control = c(
+            update(w)
+            .where(
+                w.c.id == _b("key_id"),
+                or_(w.c.control.is_(None), w.c.control != literal_column("'terminate'")),
+            )
+            .values(control=_b("action"))
+        )
+        self.unclaimed_controls = c(
+            select(w.c.id, w.c.control)
+            .where(
+                w.c.control.is_not(None),
+                or_(w.c.owner.is_(None), w.c.lease_until.is_(None), w.c.lease_until <= _b("now")),
+            )
+            .limit(1000)
+        )
+        header_read = [w.c[n] for n in HEADER_READ_COLUMNS]
+        self.select_workflow = c(select(*header_read).where(w.c.id == _b("key_id")))
         self.insert_pointer = c(
             driver.insert(p).values({**_values(p.c, POINTER_COLUMNS), p.c.ordinal: _b("ordinal")})
         )
@@ -168,7 +244,7 @@ class ProviderStatements:
         # The header and its pointers in ONE statement (one snapshot, one round trip,
         # no transaction): rows of kind 0 (the header) then 1 (pointers by ordinal),
         # each padded with typed NULLs where the other kind's columns are.
-        header_cols = [w.c[n] for n in WORKFLOW_COLUMNS]
+        header_cols = [w.c[n] for n in HEADER_READ_COLUMNS]
         pointer_cols = [p.c[n] for n in POINTER_COLUMNS]
         head = select(
             literal_column("0").label("row_kind"),
@@ -274,7 +350,24 @@ class ProviderStatements:
             )
             .order_by(e.c.event_time, e.c.seq)
         )
-        self.mark_event = c(update(e).where(e.c.id == _b("key_id")).values(is_processed=_b("flag")))
+        # A set-aside event stays processed (setting aside is final), but still counts
+        # as found.
+        self.mark_event = c(
+            update(e)
+            .where(e.c.id == _b("key_id"))
+            .values(
+                is_processed=case(
+                    (e.c.set_aside.is_not(None), e.c.is_processed),
+                    else_=bindparam("p_flag", type_=e.c.is_processed.type),
+                )
+            )
+        )
+        self.set_aside_event = c(
+            update(e)
+            .where(e.c.id == _b("key_id"), e.c.set_aside.is_(None))
+            .values(is_processed=_b("flag"), set_aside=_b("reason"))
+        )
+        self.event_exists = c(select(e.c.id).where(e.c.id == _b("key_id")))
 
         # -- scheduled commands ------------------------------------------------------
         schedule = driver.insert(sc).values(
@@ -344,7 +437,20 @@ class ProviderStatements:
     def workflows_in(self, n: int) -> Statement:
         """Headers of the workflows whose id is one of ``p_in0..p_in{n-1}``."""
         return self._shape(
-            ("workflows_in", n), lambda: select(*workflows.c).where(_in_list(workflows.c.id, n))
+            ("workflows_in", n),
+            lambda: select(*(workflows.c[c] for c in HEADER_READ_COLUMNS)).where(
+                _in_list(workflows.c.id, n)
+            ),
+        )
+
+    def controls_in(self, n: int) -> Statement:
+        """Pending control requests of the workflows ``p_in0..p_in{n-1}``."""
+        w = workflows
+        return self._shape(
+            ("controls_in", n),
+            lambda: select(w.c.id, w.c.control).where(
+                _in_list(w.c.id, n), w.c.control.is_not(None)
+            ),
         )
 
     def pointers_in(self, n: int) -> Statement:
@@ -384,7 +490,7 @@ class ProviderStatements:
                 "created_to": w.c.create_time < _b("created_to"),
             }
             return (
-                select(*w.c)
+                select(*(w.c[c] for c in HEADER_READ_COLUMNS))
                 .where(*(conditions[f] for f in filters))
                 .order_by(w.c.create_time, w.c.id)
                 .limit(_b("take"))

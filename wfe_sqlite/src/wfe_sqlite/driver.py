@@ -23,6 +23,14 @@ transaction -- every step checkpoint -- is on disk before the call returns and s
 a power loss. ``synchronous="NORMAL"`` is much faster (no fsync per commit) and still
 never corrupts the database, but the last transactions before a power loss or OS crash
 may be lost (a crash of the process alone loses nothing).
+
+Read-only (``read_only=True``, or ``?mode=ro`` in a URL): every connection opens the
+file with SQLite's ``mode=ro`` and ``PRAGMA query_only``; nothing is created, migrated or
+switched (no journal-mode or ``synchronous`` change), and every write fails with
+:class:`~wfe_core.errors.ProviderUnavailable` saying the store is read-only. The file
+and its wfe tables must exist at the current schema version. Reads work while another
+process holds the write lock (a WAL reader never waits for a writer) and on a file this
+process may not write.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import logging
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Literal, TypeVar
@@ -46,6 +55,8 @@ from sqlalchemy.sql import FromClause
 from wfe_core.errors import ProviderUnavailable, WfeError
 from wfe_sql.driver import IntegrityViolation, Op, Row, SqlDriver
 from wfe_sql.group_commit import GroupCommit, Outcome, skip_or_abort
+from wfe_sql.migrations import SchemaVersionError
+from wfe_sql.schema import SCHEMA_VERSION
 
 __all__ = ["MEMORY", "MIN_SQLITE", "SqliteDriver", "Synchronous"]
 
@@ -82,6 +93,9 @@ _DIALECT = _Dialect(paramstyle="qmark")
 
 # Primary SQLite result codes the messages distinguish.
 _BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+# SQLITE_READONLY_CANTINIT and SQLITE_READONLY_DIRECTORY: a read-only connection cannot
+# set up the WAL shared-memory file (see SqliteDriver._connect_read_only).
+_NO_SHARED_MEMORY = frozenset({_READONLY | (5 << 8), _READONLY | (6 << 8)})
 
 
 class SqliteDriver(SqlDriver):
@@ -92,6 +106,8 @@ class SqliteDriver(SqlDriver):
     another process holding the database's write lock before failing with
     :class:`~wfe_core.errors.ProviderUnavailable`. ``max_group`` caps how many write
     batches (step checkpoints, ...) one group-committed transaction holds.
+    ``read_only`` opens the file read-only (see the module docstring); it needs an
+    existing file, not ``:memory:``.
     """
 
     dialect = _DIALECT
@@ -104,6 +120,7 @@ class SqliteDriver(SqlDriver):
         busy_timeout: float = 5.0,
         readers: int = 2,
         max_group: int = 64,
+        read_only: bool = False,
     ) -> None:
         super().__init__()
         raw = os.fspath(path)
@@ -120,6 +137,13 @@ class SqliteDriver(SqlDriver):
         if readers < 1:
             raise ValueError(f"readers must be at least 1, not {readers!r}")
         self.memory = raw == MEMORY
+        if read_only and self.memory:
+            raise ValueError(
+                "an in-memory SQLite database cannot be opened read-only: it starts empty "
+                "and nothing else can fill it; give the path of a database file"
+            )
+        self.read_only = bool(read_only)
+        """Whether the file is opened read-only (every write fails)."""
         self.path = raw if self.memory else os.path.abspath(raw)
         self.name = self.path
         self.synchronous = sync
@@ -140,6 +164,8 @@ class SqliteDriver(SqlDriver):
         )
 
     def __repr__(self) -> str:
+        if self.read_only:
+            return f"<SqliteDriver {self.path} read-only>"
         return f"<SqliteDriver {self.path} synchronous={self.synchronous}>"
 
     def insert(self, table: Table) -> Any:
@@ -181,6 +207,8 @@ class SqliteDriver(SqlDriver):
                 f"cannot open the SQLite database {where} ({message}): check that the path "
                 "names a file (not a folder) that this process may read and write"
             )
+        if primary == _READONLY and self.read_only:
+            return ProviderUnavailable(self._read_only_message())
         if primary == _READONLY:
             return ProviderUnavailable(
                 f"SQLite database {where} is read-only for this process ({message}): wfe "
@@ -198,6 +226,12 @@ class SqliteDriver(SqlDriver):
         if isinstance(exc, ValueError) and "closed" in message.lower():
             return ProviderUnavailable(f"the connection to {where} is closed")
         return ProviderUnavailable(f"SQLite error on {where}: {type(exc).__name__}: {message}")
+
+    def _read_only_message(self) -> str:
+        return (
+            f"SQLite database {self.path} is opened read-only (read_only=True, or mode=ro "
+            "in the URL): it cannot be written; open it without read_only to write"
+        )
 
     def _raise(self, exc: BaseException) -> None:
         mapped = self.error(exc)
@@ -221,6 +255,12 @@ class SqliteDriver(SqlDriver):
                 f"cannot open the SQLite database {self.path}: it is a folder; give the "
                 "path of a database file (e.g. .../wfe.db)"
             )
+        if self.read_only and not os.path.exists(self.path):
+            raise ProviderUnavailable(
+                f"cannot open the SQLite database {self.path} read-only: the file does not "
+                "exist (a read-only open never creates it); check the path, or open it for "
+                "writing once (e.g. start a worker on it)"
+            )
 
     async def _connect(self, *, writer: bool) -> aiosqlite.Connection:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -231,15 +271,20 @@ class SqliteDriver(SqlDriver):
             )
         self._check_folder()
         try:
-            conn = await aiosqlite.connect(
-                self.path, isolation_level=None, timeout=self.busy_timeout
-            )
+            if self.read_only:
+                conn = await self._connect_read_only()
+            else:
+                conn = await aiosqlite.connect(
+                    self.path, isolation_level=None, timeout=self.busy_timeout
+                )
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._raise(exc)
             raise  # unreachable
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-            if writer and not self.memory:
+            if self.read_only:
+                await conn.execute("PRAGMA query_only = 1")
+            elif writer and not self.memory:
                 await self._enable_wal(conn)
             if writer:
                 await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
@@ -252,6 +297,76 @@ class SqliteDriver(SqlDriver):
                 self._raise(exc)
             raise
         return conn
+
+    async def _connect_read_only(self) -> aiosqlite.Connection:
+        """A connection with SQLite's ``mode=ro``: it can neither create nor change the
+        file (nor its journal mode).
+
+        A WAL database needs its shared-memory file (``-shm``) to be read. When no other
+        connection has the database open, that file is gone, and in a folder this
+        process may not write it cannot be made (``SQLITE_READONLY_DIRECTORY``): then,
+        and only then, the file is opened ``immutable`` -- nobody is writing it, and
+        nobody can make the journal files needed to write it without write access to
+        the folder.
+        """
+        uri = f"file:{urllib.parse.quote(self.path, safe='/')}?mode=ro"
+        conn = await aiosqlite.connect(
+            uri, uri=True, isolation_level=None, timeout=self.busy_timeout
+        )
+        try:
+            await conn.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
+        except sqlite3.Error as exc:
+            await _quiet_close(conn)
+            if getattr(exc, "sqlite_errorcode", None) not in _NO_SHARED_MEMORY:
+                raise
+            _log.debug("%s: no -shm file and a read-only folder; opening it immutable", self.path)
+            return await aiosqlite.connect(
+                uri + "&immutable=1", uri=True, isolation_level=None, timeout=self.busy_timeout
+            )
+        except BaseException:
+            await _quiet_close(conn)
+            raise
+        return conn
+
+    async def ensure_schema(self) -> None:
+        """Create or migrate the schema (see :meth:`SqlDriver.ensure_schema`); read-only:
+        check, without writing, that the file holds a wfe store at the current schema
+        version (:class:`~wfe_core.errors.ProviderUnavailable` otherwise)."""
+        if not self.read_only:
+            await super().ensure_schema()
+            return
+        if self.schema_ready:
+            return
+        found = await self.fetchall(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'wfe_schema_version'"
+        )
+        if not found:
+            raise ProviderUnavailable(
+                f"SQLite database {self.path} holds no wfe store (no wfe tables), and a "
+                "read-only open does not create them; check the path, or open it for "
+                "writing once (e.g. start a worker on it)"
+            )
+        row = await self.fetchone("SELECT max(version) FROM wfe_schema_version")
+        stored = int(row[0]) if row is not None and row[0] is not None else 0
+        if stored > SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the store {self.name} has wfe schema version {stored}, but this wfe only "
+                f"understands versions up to {SCHEMA_VERSION}. It was written by a newer "
+                f"wfe: upgrade wfe (e.g. `pip install -U wfe-sql {self.distribution}`) to "
+                "use it. Nothing was changed.",
+                stored,
+                SCHEMA_VERSION,
+            )
+        if stored < SCHEMA_VERSION:
+            raise SchemaVersionError(
+                f"the store {self.name} has wfe schema version {stored}, older than this "
+                f"wfe's {SCHEMA_VERSION}, and a read-only open cannot upgrade it: open it "
+                "for writing once (e.g. start a worker on it), then read it. Nothing was "
+                "changed.",
+                stored,
+                SCHEMA_VERSION,
+            )
+        self._schema_ready = True
 
     async def _enable_wal(self, conn: aiosqlite.Connection) -> None:
         # Switching to WAL needs a moment of exclusive access; when several processes
@@ -278,6 +393,8 @@ class SqliteDriver(SqlDriver):
         conn = self._writer
         if conn is not None:
             return conn
+        if self.read_only:  # every write, transaction and migration comes through here
+            raise ProviderUnavailable(self._read_only_message())
         async with self._open_lock:
             if self._writer is None:
                 self._writer = await self._connect(writer=True)

@@ -32,6 +32,9 @@ __all__ = ["SqliteLockProvider", "SqlitePersistenceProvider", "SqliteQueueProvid
 PathOrDriver = str | os.PathLike[str] | SqliteDriver
 """A database path, or a driver to share with other components."""
 
+_MEMORY_CAPABILITIES = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURGE})
+"""What a provider on a ``:memory:`` database declares (everything but ``DURABLE``)."""
+
 
 def _driver(
     source: PathOrDriver, synchronous: Synchronous | str, busy_timeout: float, readers: int
@@ -50,6 +53,10 @@ class SqlitePersistenceProvider(SqlPersistenceProvider):
     long a write waits for another process's write to finish. ``readers`` is how many
     read connections run in parallel. The other options are
     :class:`~wfe_sql.SqlPersistenceProvider`'s. Ignored when ``path`` is a driver.
+
+    Declares ``SCHEDULED_COMMANDS``, ``PURGE`` and, on a database file, ``DURABLE``;
+    a ``:memory:`` database is private to its connection, so it is not durable (asking
+    for ``DURABLE`` there raises ``ValueError``).
     """
 
     driver: SqliteDriver
@@ -66,8 +73,16 @@ class SqlitePersistenceProvider(SqlPersistenceProvider):
         capabilities: Iterable[Capability] | None = None,
         command_lease: float = 60.0,
     ) -> None:
+        driver = _driver(path, synchronous, busy_timeout, readers)
+        if driver.memory:
+            if capabilities is None:
+                capabilities = _MEMORY_CAPABILITIES
+            else:
+                capabilities = list(capabilities)
+                if Capability.DURABLE in capabilities:
+                    raise ValueError("a SQLite :memory: database is not DURABLE")
         super().__init__(
-            _driver(path, synchronous, busy_timeout, readers),
+            driver,
             serializer=serializer,
             clock=clock,
             capabilities=capabilities,

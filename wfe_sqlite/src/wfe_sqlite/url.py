@@ -7,7 +7,10 @@ URL forms (as SQLAlchemy spells them):
 - ``sqlite:///:memory:`` or ``sqlite://`` -- an in-memory database;
 - ``sqlite+aiosqlite:///...`` -- the same;
 - options in the query string: ``?synchronous=NORMAL&busy_timeout=30`` (keyword
-  arguments given to :func:`provider_from_url` win).
+  arguments given to :func:`provider_from_url` win);
+- ``?mode=ro`` opens the file read-only (``read_only=True`` as a keyword argument):
+  nothing is created, migrated or written, and reads work while another process holds
+  the write lock; ``mode=rwc`` (read, write, create) is the default.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from wfe_sqlite.provider import (
 __all__ = ["parse_sqlite_url", "provider_from_url"]
 
 _DRIVER_OPTIONS = {"synchronous": str, "busy_timeout": float, "readers": int}
+_MODES = {"ro": True, "rwc": False}
 _PROVIDER_OPTIONS = {"command_lease": float}
 _QUEUE_OPTIONS = {"poll_interval": float}
 _FORMS = "use 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db' or 'sqlite:///:memory:'"
@@ -34,7 +38,8 @@ _FORMS = "use 'sqlite:///relative/path.db', 'sqlite:////absolute/path.db' or 'sq
 
 def parse_sqlite_url(url: str) -> tuple[str, dict[str, Any]]:
     """Split a ``sqlite://`` URL into the database path and its query options (converted
-    to their types). Raises ``ValueError`` naming the problem."""
+    to their types; ``mode=ro`` becomes ``read_only=True``). Raises ``ValueError`` naming
+    the problem."""
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("sqlite", "sqlite+aiosqlite"):
@@ -49,10 +54,18 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, Any]]:
     options: dict[str, Any] = {}
     known = {**_DRIVER_OPTIONS, **_PROVIDER_OPTIONS, **_QUEUE_OPTIONS}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key == "mode":
+            if value not in _MODES:
+                raise ValueError(
+                    f"option mode={value!r} in {url!r} is not one of ro (read-only) or rwc "
+                    "(read, write and create: the default)"
+                )
+            options["read_only"] = _MODES[value]
+            continue
         kind = known.get(key)
         if kind is None:
             raise ValueError(
-                f"unknown option {key!r} in {url!r}; known: {', '.join(sorted(known))}"
+                f"unknown option {key!r} in {url!r}; known: {', '.join(sorted([*known, 'mode']))}"
             )
         try:
             options[key] = kind(value)
@@ -63,18 +76,27 @@ def parse_sqlite_url(url: str) -> tuple[str, dict[str, Any]]:
     return path, options
 
 
-def provider_from_url(url: str, **options: Any) -> StoreComponents:
+def provider_from_url(
+    url: str, *, read_only: bool | None = None, **options: Any
+) -> StoreComponents:
     """The store at a ``sqlite://`` URL: persistence, lock and queue providers sharing
     one connection set to one database file, so several worker processes on the file
     cooperate with nothing else running.
 
-    ``options``: ``synchronous``, ``busy_timeout``, ``readers`` (the database),
-    ``poll_interval`` (the queue), and the persistence provider's keyword arguments
-    (``serializer``, ``clock``, ``capabilities``, ``command_lease``).
+    ``read_only`` (default: ``mode`` in the URL, else False) opens the file read-only:
+    see :class:`~wfe_sqlite.driver.SqliteDriver`; the registry passes it for
+    ``open_store(url, read_only=True)``. ``options``: ``synchronous``,
+    ``busy_timeout``, ``readers`` (the database), ``poll_interval`` (the queue), and
+    the persistence provider's keyword arguments (``serializer``, ``clock``,
+    ``capabilities``, ``command_lease``).
     """
     path, found = parse_sqlite_url(url)
     merged = {**found, **options}
-    driver_options = {k: merged.pop(k) for k in list(merged) if k in _DRIVER_OPTIONS}
+    if read_only is not None:
+        merged["read_only"] = read_only
+    driver_options = {
+        k: merged.pop(k) for k in list(merged) if k in _DRIVER_OPTIONS or k == "read_only"
+    }
     queue_options = {k: merged.pop(k) for k in list(merged) if k in _QUEUE_OPTIONS}
     driver = SqliteDriver(path, **driver_options)
     return StoreComponents(

@@ -1,0 +1,102 @@
+"""Deterministic crash points: a worker killed (``os._exit``) at each named point of the
+durable paths, then a fresh worker on the same SQLite file: nothing is lost and no
+step whose completion was checkpointed runs again.
+
+The promise is at-least-once per step: a step that ran but whose checkpoint was never
+written (killed at ``checkpoint.before_persist``) may run once more -- at most twice
+in all. Every other step runs exactly once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from wfe_core.crashpoints import CRASH_POINTS
+
+# (crash spec, scenario, steps that may run twice: ran, but their checkpoint was lost)
+CASES: list[tuple[str, str, frozenset[str]]] = [
+    ("start.after_create", "event", frozenset()),
+    ("checkpoint.before_persist", "event", frozenset({"a"})),  # a's checkpoint
+    ("checkpoint.before_persist:3", "event", frozenset({"b"})),  # b's (after the wait)
+    ("checkpoint.after_persist", "event", frozenset()),
+    ("checkpoint.after_persist:3", "event", frozenset()),
+    ("delivery.after_persist", "event", frozenset()),
+    ("delivery.after_subscription", "event", frozenset()),
+    ("activity.after_submit", "activity", frozenset()),
+    ("delivery.after_persist", "activity", frozenset()),
+    ("child.after_create", "child", frozenset()),
+    ("ended.before_parent_event", "child", frozenset()),  # xfail: see ENDED_DEFECT
+    ("control.after_persist", "terminate", frozenset()),
+]
+
+
+def _load_scenarios() -> ModuleType:
+    """``crash_scenarios`` (next to this file), loaded by path: no sys.path games."""
+    name = "wfe_tests_crash_scenarios"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("crash_scenarios.py")
+        )
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+run_scenario: Callable[..., Any] = _load_scenarios().run_scenario
+
+pytestmark = pytest.mark.slow
+
+ENDED_DEFECT = (
+    "known defect: a child's ended event is published after its final checkpoint, by "
+    "nothing durable; killed in between, the child is COMPLETE and its parent waits "
+    "for ever (nothing re-finds an ended child)"
+)
+
+
+def _param(spec: str, scenario: str, may_rerun: frozenset[str]) -> object:
+    marks = []
+    if spec == "ended.before_parent_event":
+        marks.append(pytest.mark.xfail(strict=True, reason=ENDED_DEFECT))
+    return pytest.param(spec, scenario, may_rerun, marks=marks, id=f"{spec}-{scenario}")
+
+
+def test_every_crash_point_is_covered() -> None:
+    covered = {spec.split(":")[0] for spec, _, _ in CASES}
+    assert covered == set(CRASH_POINTS)
+
+
+@pytest.mark.parametrize(
+    ("crash_at", "scenario", "may_rerun"),
+    [_param(*case) for case in CASES],
+)
+def test_crash_then_restart_loses_nothing(
+    tmp_path: Path, crash_at: str, scenario: str, may_rerun: frozenset[str]
+) -> None:
+    # the expected failure (xfail) need not wait long to show itself
+    wait = 10.0 if crash_at == "ended.before_parent_event" else 45.0
+    outcome = run_scenario(tmp_path, scenario, crash_at, wait=wait)
+    if scenario == "terminate":
+        assert outcome.status == "terminated"
+        assert outcome.runs["b"] == 0  # never woke up after the terminate
+        expected = {"a"}
+    else:
+        assert outcome.status == "complete", outcome
+        expected = {"a", "b"}  # b ran: the event / activity result / child end arrived
+    if scenario == "child":
+        assert outcome.child_status == "complete"
+        expected.add("c")
+    for step in expected:
+        ran = outcome.runs[step]
+        if step in may_rerun:
+            assert 1 <= ran <= 2, f"step {step} ran {ran} times (at-least-once: 1 or 2)"
+        else:
+            assert ran == 1, f"step {step} ran {ran} times; its completion was checkpointed"
