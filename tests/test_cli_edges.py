@@ -86,14 +86,16 @@ NOT_FINITE = ["nan", "inf", "-inf", "NaN", "infinity"]
 @pytest.mark.parametrize(
     "args",
     [
-        ["worker", "--app", APP, "--url", "memory://", "--poll-interval"],
-        ["worker", "--app", APP, "--url", "memory://", "--stop-timeout"],
-        ["demo", "--url", "memory://", "--payment-window"],
+        ["worker", "--app", APP, "--poll-interval"],
+        ["worker", "--app", APP, "--stop-timeout"],
+        ["demo", "--payment-window"],
     ],
     ids=["poll-interval", "stop-timeout", "payment-window"],
 )
 def test_numeric_options_refuse_non_finite_numbers(args: list[str], value: str) -> None:
-    result = wfe(*args, value)
+    # A URL no provider serves: should the value be accepted, the command fails on the
+    # URL (and the test with it) instead of running a worker or a demo for good.
+    result = wfe(*args, value, "--url", "nosuch://never-opened")
     refused(result, f"'{args[-1]}'")
     assert "finite" in result.stderr or "range" in result.stderr
 
@@ -101,7 +103,9 @@ def test_numeric_options_refuse_non_finite_numbers(args: list[str], value: str) 
 def _float_fields() -> list[str]:
     defaults = HostOptions()
     return [
-        f.name for f in dataclasses.fields(HostOptions) if isinstance(getattr(defaults, f.name), float)
+        f.name
+        for f in dataclasses.fields(HostOptions)
+        if isinstance(getattr(defaults, f.name), float)
     ]
 
 
@@ -196,9 +200,11 @@ def test_purge_older_than_an_overflowing_duration(store: str, duration: str) -> 
     refused(result, "--older-than", "too long a duration")
 
 
-@pytest.mark.parametrize("text", ["99999999999999999999999d", "1" + "0" * 400 + "ms", "1e9w"])
+@pytest.mark.parametrize(
+    "text", ["99999999999999999999999d", "1" + "0" * 400 + "ms", "9" * 30 + "w"]
+)
 def test_parse_duration_overflow_is_a_value_error(text: str) -> None:
-    with pytest.raises(ValueError, match="too long a duration|is not a duration"):
+    with pytest.raises(ValueError, match="too long a duration"):
         parse_duration(text)
 
 

@@ -4,6 +4,7 @@ journal-mode switch, no row."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,9 @@ async def test_writes_fail_clearly_and_change_nothing(db: Path) -> None:
 async def test_the_connection_itself_is_read_only(db: Path) -> None:
     """Even a write slipped into a read session is refused by SQLite (``mode=ro``)."""
     await make_store(db, "a")
-    async with read_only(db) as store:
-        async with store.driver.read() as session:
-            with pytest.raises(ProviderUnavailable, match="opened read-only"):
-                await session.execute("DELETE FROM wfe_workflows")
+    async with read_only(db) as store, store.driver.read() as session:
+        with pytest.raises(ProviderUnavailable, match="opened read-only"):
+            await session.execute("DELETE FROM wfe_workflows")
     assert raw(db, "SELECT id FROM wfe_workflows") == [("a",)]
 
 
@@ -106,8 +106,7 @@ async def test_a_missing_file_is_not_created(db: Path) -> None:
     with pytest.raises(ProviderUnavailable, match="does not exist"):
         async with read_only(db):
             pass
-    assert not db.exists()
-    assert list(db.parent.iterdir()) == []
+    assert os.listdir(db.parent) == []  # no database, no journal
 
 
 async def test_a_file_without_the_schema_gets_none(db: Path) -> None:

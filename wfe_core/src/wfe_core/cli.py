@@ -31,7 +31,30 @@ the workflow's data of the right type from ``--data``; ``wfe show``, ``wfe list`
 
 Commands other than ``worker`` and ``demo`` use the store as a client
 (:func:`client_session`): nothing runs in the ``wfe`` process itself, the worker that
-serves the store picks the work up.
+serves the store picks the work up. Data of a type the command does not know (no
+``--app``) is shown as it is stored, marked "(raw: type not registered here)".
+
+Services
+--------
+``worker`` and every command that writes through a host (``start``, ``publish``,
+``suspend``, ``resume``, ``terminate``) take ``--lock-url``, ``--queue-url`` and
+``--lifecycle-url`` (or ``WFE_LOCK_URL``, ``WFE_QUEUE_URL``, ``WFE_LIFECYCLE_URL``): give
+them the same values as your workers, so that what a command queues lands on the queue
+the workers read (e.g. ``--queue-url redis://host:6379/0``).
+
+Reading
+-------
+``list`` and ``show`` only read: they open the store read-only where its provider
+supports it (:func:`wfe_core.registry.open_store` with ``read_only=True``; SQLite does),
+so they work on a read-only file and while another process holds the write lock. When
+the store cannot be read that way (it does not exist yet, or its schema must first be
+created or upgraded) they open it as the other commands do.
+
+Signals
+-------
+``wfe worker`` stops on the first Ctrl-C or SIGTERM, waiting for running steps (exit
+status 0). A second one forces the exit at once: one line on stderr, status 128 + the
+signal's number (130 for Ctrl-C, 143 for SIGTERM).
 """
 
 from __future__ import annotations

@@ -1476,7 +1476,14 @@ class WorkflowHost:
         try:
             await self.persistence.create_workflow(child)
         except ConcurrencyError:
-            return child_id  # started before a crash: keep the one that exists
+            # Started before a crash (this step's checkpoint was lost): keep the child
+            # that exists, and wait for its end as of when it was created -- it may have
+            # ended (and published its ended event) before this step ran again.
+            with contextlib.suppress(WorkflowNotFound):
+                existing = await self.persistence.get_workflow_instance(child_id)
+                if pointer.start_time is None or existing.create_time < pointer.start_time:
+                    pointer.start_time = existing.create_time
+            return child_id
         crash_point("child.after_create")
         await self._publish_lifecycle(
             self._lifecycle_event(LifecycleEventType.WORKFLOW_STARTED, child)
