@@ -1191,6 +1191,71 @@ def test_second_signal_forces_a_prompt_exit(
     assert "worker stopped" not in out
 
 
+CANCELLABLE_APP = """
+    import asyncio
+    from pathlib import Path
+
+    from wfe_core import Workflow
+
+
+    async def block(context):
+        Path("step-started").write_text(context.workflow.id)
+        try:
+            await asyncio.wait_for(context.cancelled.wait(), 120)
+            Path("step-saw-cancel").write_text(context.workflow.id)
+        except TimeoutError:
+            pass
+
+
+    async def after(context):
+        Path("after-ran").write_text(context.workflow.id)
+
+
+    class Block(Workflow[dict]):
+        id = "block"
+        data_type = dict
+
+        def build(self, builder):
+            builder.start_with(block).name("blocking step").then(after).name("after")
+
+
+    def register(host):
+        host.register_workflow(Block())
+"""
+
+
+@pytest.mark.parametrize("worker_store", ["sqlite", "postgres"], indirect=True)
+def test_terminate_from_another_process_reaches_the_running_step(
+    tmp_path: Path, workers: list[_Worker], worker_store: str
+) -> None:
+    """`wfe terminate` in another process while a worker runs a long step returns at
+    once; the step sees context.cancelled within about a second, the next step never
+    runs, and the instance ends TERMINATED."""
+    app = make_app(tmp_path, CANCELLABLE_APP, "register")
+    worker = _Worker(["--app", app, "--url", worker_store, "--poll-interval", "0.1"], tmp_path)
+    workers.append(worker)
+    worker.wait_for_line("worker started")
+    wid = ok_json("start", "block", "--app", app, "--url", worker_store, "--data", "{}")["id"]
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "step-started").exists():
+        assert time.monotonic() < deadline, "the step never started"
+        time.sleep(0.02)
+    asked = time.monotonic()
+    result = wfe("terminate", wid, "--url", worker_store)  # no --app needed
+    took = time.monotonic() - asked
+    assert result.exit_code == 0, result.output
+    assert "terminate requested" in result.output or "terminated" in result.output
+    assert took < 10, took  # it used to wait ~17 s for the lock, then fail
+    seen = tmp_path / "step-saw-cancel"
+    while not seen.exists():
+        assert time.monotonic() - asked < 30, "the running step never saw the cancellation"
+        time.sleep(0.02)
+    while ok_json("show", wid, "--url", worker_store)["status"] != "terminated":
+        assert time.monotonic() - asked < 30, "the instance never ended TERMINATED"
+        time.sleep(0.05)
+    assert not (tmp_path / "after-ran").exists()
+
+
 # --------------------------------------------------------------------------------------
 # helpers: durations, data coercion, JSON output
 # --------------------------------------------------------------------------------------

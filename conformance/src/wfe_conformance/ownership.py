@@ -27,7 +27,7 @@ from wfe_conformance.base import SuiteBase
 from wfe_conformance.scenario_support import wait_until
 from wfe_core import HostOptions, StepContext, Workflow, WorkflowBuilder, WorkflowHost
 
-__all__ = ["OwnershipTests"]
+__all__ = ["GrantingLock", "LongStepWorkflow", "OwnershipTests", "StepProbe"]
 
 _DEF = "wfe-conformance-ownership"
 _TIMEOUT = 30.0  # generous bound for waits on a loaded machine
@@ -65,7 +65,7 @@ class GrantingLock:
         """Nothing to stop."""
 
 
-class _Probe:
+class StepProbe:
     """Counts how many copies of the long step run at once, and what ran."""
 
     def __init__(self) -> None:
@@ -83,7 +83,7 @@ class LongStepWorkflow(Workflow[dict[str, Any]]):
     id = "conf-ownership-long"
     data_type = dict
 
-    def __init__(self, probe: _Probe) -> None:
+    def __init__(self, probe: StepProbe) -> None:
         self.probe = probe
 
     def build(self, builder: WorkflowBuilder[dict[str, Any]]) -> None:
@@ -328,7 +328,7 @@ class OwnershipTests(SuiteBase):
         self,
         provider: PersistenceProvider,
         hosts: list[WorkflowHost],
-        probe: _Probe,
+        probe: StepProbe,
         **options: Any,
     ) -> WorkflowHost:
         host = WorkflowHost(
@@ -347,7 +347,7 @@ class OwnershipTests(SuiteBase):
         """With a lock service that grants everything, a second host polling the
         instance never starts the step the first is running: the store's claim fences
         it; the step runs once and the workflow completes."""
-        probe = _Probe()
+        probe = StepProbe()
         a = await self._host(provider, granting_hosts, probe)
         b = await self._host(provider, granting_hosts, probe)
         wid = await a.start_workflow(LongStepWorkflow.id, {})
@@ -368,7 +368,7 @@ class OwnershipTests(SuiteBase):
         """When another owner holds the claim (the first host's lease was lost), the
         first host's running step sees context.cancelled at its next renewal, its
         checkpoint is refused and the next step never runs there."""
-        probe = _Probe()
+        probe = StepProbe()
         a = await self._host(provider, granting_hosts, probe, lock_ttl=1.5)
         wid = await a.start_workflow(LongStepWorkflow.id, {})
         await wait_until(lambda: bool(probe.entered), _TIMEOUT, "the long step to start")
@@ -389,7 +389,7 @@ class OwnershipTests(SuiteBase):
         """terminate_workflow on a host that does not run the instance returns True at
         once; the running step sees context.cancelled, the next step never runs and the
         instance ends TERMINATED."""
-        probe = _Probe()
+        probe = StepProbe()
         runner = await self._host(provider, granting_hosts, probe)
         other = await self._host(provider, granting_hosts, probe)
         wid = await runner.start_workflow(LongStepWorkflow.id, {})
@@ -410,7 +410,7 @@ class OwnershipTests(SuiteBase):
         """suspend_workflow from another host lets the running step finish, keeps its
         result, stops before the next step; resume from that host completes it with
         every step run once."""
-        probe = _Probe()
+        probe = StepProbe()
         runner = await self._host(provider, granting_hosts, probe)
         other = await self._host(provider, granting_hosts, probe)
         wid = await runner.start_workflow(LongStepWorkflow.id, {})
@@ -439,7 +439,7 @@ class OwnershipTests(SuiteBase):
     ) -> None:
         """A request recorded for an instance nobody holds any more is applied by the
         next host that polls."""
-        probe = _Probe()
+        probe = StepProbe()
         wid = await provider.create_workflow(_suspendable())
         await provider.request_control(wid, "terminate")
         host = await self._host(provider, granting_hosts, probe)

@@ -1822,14 +1822,31 @@ def _control_command(action: str, done: str, allowed: str) -> click.Command:
 
         changed, after = _run(go())
         status = after.status.value
+        pending = changed and after.control_request is not None
         if as_json:
-            _emit_json({"id": workflow_id, "action": action, "changed": changed, "status": status})
+            _emit_json(
+                {
+                    "id": workflow_id,
+                    "action": action,
+                    "changed": changed,
+                    "status": status,
+                    "pending": after.control_request,
+                }
+            )
         if not changed:
             raise click.ClickException(
                 f"workflow {workflow_id} was not {done}: it is {status} ({allowed})"
             )
         if not as_json:
-            click.echo(f"workflow {workflow_id} {done} (status: {status})")
+            if pending:
+                # a worker (another process) holds it: the request is stored, and that
+                # worker applies it within about a second
+                click.echo(
+                    f"workflow {workflow_id}: {action} requested; the worker running it "
+                    f"applies it (status now: {status})"
+                )
+            else:
+                click.echo(f"workflow {workflow_id} {done} (status: {status})")
 
     return command
 
