@@ -37,7 +37,7 @@ from wfe_conformance.sample import (
 from wfe_conformance.scenario_support import EVENT_1, Data, noop
 from wfe_core import ErrorBehavior, StepContext, Workflow, WorkflowBuilder
 
-__all__ = ["BadWaitKeyWorkflow", "KeyLimitTests", "long_key", "unicode_key"]
+__all__ = ["BadWaitKeyWorkflow", "KeyLimitTests", "NulErrorWorkflow", "long_key", "unicode_key"]
 
 
 def long_key(length: int, stem: str = "k") -> str:
@@ -92,6 +92,21 @@ class BadWaitKeyWorkflow(Workflow[Data]):
             .on_error(ErrorBehavior.TERMINATE)
             .then(_set_flag)
         )
+
+
+def _raise_nul(context: Any) -> None:
+    raise RuntimeError("bad\x00byte")
+
+
+class NulErrorWorkflow(Workflow[Data]):
+    """One step raising an error whose message holds a NUL (on_error TERMINATE)."""
+
+    id = "scn-nul-error"
+    version = 1
+    data_type = Data
+
+    def build(self, builder: WorkflowBuilder[Data]) -> None:
+        builder.start_with(_raise_nul).on_error(ErrorBehavior.TERMINATE)
 
 
 class KeyLimitTests(SuiteBase):

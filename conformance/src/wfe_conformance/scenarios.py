@@ -22,7 +22,7 @@ import pytest
 from wfe_core.persistence import MAX_KEY_LENGTH, PersistenceProvider
 
 from wfe_conformance.base import SuiteBase
-from wfe_conformance.limits import BadWaitKeyWorkflow
+from wfe_conformance.limits import BadWaitKeyWorkflow, NulErrorWorkflow
 from wfe_conformance.scenario_support import (
     ACTIVITY,
     EVENT_1,
@@ -1169,6 +1169,18 @@ class HostScenarioTests(SuiteBase):
             waiting = [p for p in inst.execution_pointers if p.step_id == 1]
             assert [p.status for p in waiting] == [PointerStatus.FAILED]
             assert waiting[0].event_key is None
+
+    async def test_step_error_message_with_nul_is_recorded(self, host_factory: HostFactory) -> None:
+        """A step that raises an exception whose message holds a NUL (which no store
+        keeps as it is) gets its error recorded, escaped, and its policy followed."""
+        host = await host_factory(NulErrorWorkflow())
+        wid = await host.start_workflow(NulErrorWorkflow.id, Data())
+        inst = await self.finished(host, wid)
+        assert inst.status == WorkflowStatus.TERMINATED, inst.status
+        errors = await host.get_errors(wid)
+        assert len(errors) == 1, errors
+        assert errors[0].message == "bad\\x00byte", errors[0].message
+        assert "\x00" not in (errors[0].traceback or "")
 
     async def test_publish_event_with_unstorable_key_is_refused(
         self, host_factory: HostFactory, provider: PersistenceProvider

@@ -85,6 +85,17 @@ def _call_sync(body: StepBody, context: StepContext[Any]) -> Any:
     return body.run(context)
 
 
+def _storable(text: str) -> str:
+    """``text`` with NUL and lone surrogates escaped (``\\x00``, ``\\udc80``)."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _is_waiting(p: ExecutionPointer) -> bool:
     return p.status is PointerStatus.WAITING_FOR_EVENT and not p.event_published
 
@@ -273,6 +284,8 @@ class _Pass:
         if self.errors:  # before the instance, so a reader never sees the outcome first
             errors, self.errors = self.errors, []
             await self.ex.persistence.persist_errors(errors)
+        if self.ended_status is not None:  # this write ends the workflow: if it is a
+            await self.host._guard_child_end(inst)  # child, its parent must hear of it
         crash_point("checkpoint.before_persist")
         await self.ex.persistence.persist_workflow(inst, subs, owner=self.control.owner)
         crash_point("checkpoint.after_persist")
@@ -436,14 +449,16 @@ class _Pass:
 
     # ------------------------------------------------------------------ errors
     def _record_error(self, p: ExecutionPointer, exc: BaseException) -> None:
-        message = str(exc) or type(exc).__name__
+        # Every store keeps the same text (no NUL, no lone surrogate): an exception
+        # message holding one is stored escaped rather than refused.
+        message = _storable(str(exc) or type(exc).__name__)
         self.errors.append(
             ExecutionError(
                 workflow_id=self.instance.id,
                 execution_pointer_id=p.id,
                 message=message,
                 error_type=f"{type(exc).__module__}.{type(exc).__qualname__}",
-                traceback="".join(tb.format_exception(exc)),
+                traceback=_storable("".join(tb.format_exception(exc))),
                 error_time=self.now,
             )
         )
