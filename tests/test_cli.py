@@ -440,7 +440,13 @@ def test_list_table(url: str) -> None:
 def test_suspend_resume_terminate(url: str) -> None:
     wid = ok_json("start", "order", "--app", APP, "--url", url)["id"]
     suspended = ok_json("suspend", wid, "--url", url)
-    assert suspended == {"id": wid, "action": "suspend", "changed": True, "status": "suspended"}
+    assert suspended == {
+        "id": wid,
+        "action": "suspend",
+        "changed": True,
+        "status": "suspended",
+        "pending": None,  # applied here: no request left for a worker
+    }
     again = wfe("suspend", wid, "--url", url)
     assert again.exit_code == 1
     assert "was not suspended: it is suspended" in again.stderr

@@ -31,8 +31,12 @@ CASES: list[tuple[str, str, frozenset[str]]] = [
     ("activity.after_submit", "activity", frozenset()),
     ("delivery.after_persist", "activity", frozenset()),
     ("child.after_create", "child", frozenset()),
-    ("ended.before_parent_event", "child", frozenset()),  # xfail: see ENDED_DEFECT
+    ("checkpoint.after_persist:2", "child", frozenset()),  # the parent's, child stored
+    ("ended.before_parent_event", "child", frozenset()),
     ("control.after_persist", "terminate", frozenset()),
+    ("control.after_subscriptions", "terminate", frozenset()),
+    ("control.after_persist", "child_terminate", frozenset()),
+    ("ended.before_parent_event", "child_terminate", frozenset()),
 ]
 
 
@@ -52,21 +56,13 @@ def _load_scenarios() -> ModuleType:
 
 
 run_scenario: Callable[..., Any] = _load_scenarios().run_scenario
+check_outcome: Callable[..., None] = _load_scenarios().check_outcome
 
 pytestmark = pytest.mark.slow
 
-ENDED_DEFECT = (
-    "known defect: a child's ended event is published after its final checkpoint, by "
-    "nothing durable; killed in between, the child is COMPLETE and its parent waits "
-    "for ever (nothing re-finds an ended child)"
-)
-
 
 def _param(spec: str, scenario: str, may_rerun: frozenset[str]) -> object:
-    marks = []
-    if spec == "ended.before_parent_event":
-        marks.append(pytest.mark.xfail(strict=True, reason=ENDED_DEFECT))
-    return pytest.param(spec, scenario, may_rerun, marks=marks, id=f"{spec}-{scenario}")
+    return pytest.param(spec, scenario, may_rerun, id=f"{spec}-{scenario}")
 
 
 def test_every_crash_point_is_covered() -> None:
@@ -81,22 +77,5 @@ def test_every_crash_point_is_covered() -> None:
 def test_crash_then_restart_loses_nothing(
     tmp_path: Path, crash_at: str, scenario: str, may_rerun: frozenset[str]
 ) -> None:
-    # the expected failure (xfail) need not wait long to show itself
-    wait = 10.0 if crash_at == "ended.before_parent_event" else 45.0
-    outcome = run_scenario(tmp_path, scenario, crash_at, wait=wait)
-    if scenario == "terminate":
-        assert outcome.status == "terminated"
-        assert outcome.runs["b"] == 0  # never woke up after the terminate
-        expected = {"a"}
-    else:
-        assert outcome.status == "complete", outcome
-        expected = {"a", "b"}  # b ran: the event / activity result / child end arrived
-    if scenario == "child":
-        assert outcome.child_status == "complete"
-        expected.add("c")
-    for step in expected:
-        ran = outcome.runs[step]
-        if step in may_rerun:
-            assert 1 <= ran <= 2, f"step {step} ran {ran} times (at-least-once: 1 or 2)"
-        else:
-            assert ran == 1, f"step {step} ran {ran} times; its completion was checkpointed"
+    outcome = run_scenario(tmp_path, scenario, crash_at)
+    check_outcome(outcome, scenario, may_rerun)

@@ -29,6 +29,9 @@ The named points (:data:`CRASH_POINTS`):
 ``control.after_persist``
     ``WorkflowHost._apply_control``: the suspended / resumed / terminated instance is
     persisted; subscriptions not yet terminated, the end not yet handled.
+``control.after_subscriptions``
+    ``WorkflowHost._apply_control``: a terminated instance is persisted and its
+    subscriptions terminated; the end (its parent's ended event) not yet handled.
 ``ended.before_parent_event``
     ``WorkflowHost._workflow_ended``: a child has ended (its final checkpoint is
     written) and the event telling its parent is not yet published.
@@ -49,6 +52,7 @@ CRASH_POINTS: tuple[str, ...] = (
     "activity.after_submit",
     "child.after_create",
     "control.after_persist",
+    "control.after_subscriptions",
     "ended.before_parent_event",
 )
 """Every point at which :func:`crash_point` is called."""

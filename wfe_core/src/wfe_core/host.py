@@ -267,6 +267,19 @@ def _workflow_lock(workflow_id: str) -> str:
     return f"wfe:workflow:{workflow_id}"
 
 
+def _ended_event_id(workflow_id: str) -> str:
+    """The fixed id of the event telling a parent that child ``workflow_id`` ended: one
+    per child, so publishing it again after a crash stores nothing twice."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"wfe:ended:{workflow_id}"))
+
+
+def _parent_of(instance: WorkflowInstance) -> str | None:
+    """The parent of a child workflow (``PARENT_ATTRIBUTE`` on its first pointer)."""
+    first = instance.execution_pointers[0] if instance.execution_pointers else None
+    parent = first.extension_attributes.get(PARENT_ATTRIBUTE) if first else None
+    return str(parent) if parent else None
+
+
 def _control_applies(status: WorkflowStatus, action: str) -> bool:
     """Whether ``action`` (suspend / resume / terminate) changes an instance in
     ``status``."""
@@ -662,6 +675,24 @@ class WorkflowHost:
 
         ``effective_date`` (aware) is the event's time: subscriptions made at or before
         it receive it; a future date holds the event back until then."""
+        return await self._publish(name, key, data, effective_date)
+
+    async def _publish(
+        self,
+        name: str,
+        key: str,
+        data: Any = None,
+        effective_date: datetime | None = None,
+        *,
+        event_id: str | None = None,
+    ) -> str:
+        """The body of :meth:`publish_event`. ``event_id`` (internal for now): store the
+        event under this fixed id, at most once -- when an event with that id exists
+        already, nothing is stored or delivered and its id is returned (a re-publish
+        after a crash, see :meth:`_republish_ended`)."""
+        if event_id is not None:
+            with contextlib.suppress(EventNotFound):
+                return (await self.persistence.get_event(event_id)).id
         if not isinstance(name, str) or not name:
             raise ValueError("event name must be a non-empty string")
         if not isinstance(key, str):
@@ -679,14 +710,17 @@ class WorkflowHost:
             event_key=key,
             event_data=data,
             event_time=effective_date or now,
-            id=new_id(),
+            id=event_id or new_id(),
         )
         local = event.event_time <= now and await self._local_slot(QueueType.EVENT)
         try:
             await self.persistence.create_event(event)
-        except BaseException:
+        except BaseException as exc:
             if local:
                 self._release_slot(QueueType.EVENT)
+            if event_id is not None and isinstance(exc, ValueError):
+                with contextlib.suppress(EventNotFound):  # stored meanwhile by another host
+                    return (await self.persistence.get_event(event_id)).id
             raise
         if local:  # deliver it here: no queue round trip, no reload of the event
             self._spawn_event(event)
@@ -1050,6 +1084,9 @@ class WorkflowHost:
                 await self._apply_control(instance, instance.control_request)
                 instance = None
                 return
+            if instance.status in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED):
+                await self._publish_ended(instance, instance.status)  # lost in a crash?
+                return
             if instance.status is not WorkflowStatus.RUNNABLE:
                 return
             definition = self.registry.find(instance.workflow_definition_id, instance.version)
@@ -1404,6 +1441,7 @@ class WorkflowHost:
                     p.end_time = now
                     p.sleep_until = None
             kind = LifecycleEventType.WORKFLOW_TERMINATED
+            await self._guard_child_end(instance)
         await self.persistence.persist_workflow(instance, owner=self.owner_id, apply_control=True)
         crash_point("control.after_persist")
         instance.control_request = None
@@ -1413,6 +1451,7 @@ class WorkflowHost:
         await self._publish_lifecycle(self._lifecycle_event(kind, instance))
         if action == "terminate":
             await self.persistence.terminate_subscriptions(workflow_id)
+            crash_point("control.after_subscriptions")
             await self._workflow_ended(instance, WorkflowStatus.TERMINATED)
         elif action == "resume":
             await self._hint(workflow_id, QueueType.WORKFLOW)
@@ -1454,15 +1493,44 @@ class WorkflowHost:
         waiter = self._ended.get(instance.id)
         if waiter is not None:
             waiter.set()
-        first = instance.execution_pointers[0] if instance.execution_pointers else None
-        parent = first.extension_attributes.get(PARENT_ATTRIBUTE) if first else None
-        if parent:
+        if _parent_of(instance) is not None:
             crash_point("ended.before_parent_event")
-            await self.publish_event(
-                WORKFLOW_ENDED_EVENT,
-                instance.id,
-                WorkflowEnded(instance.id, status.value, instance.data),
-            )
+            await self._publish_ended(instance, status)
+
+    # A child's end reaches its parent as an event (WORKFLOW_ENDED_EVENT, key: the
+    # child's id) published *after* the write that ended the child: two writes, no
+    # transaction across them. So that a crash between them loses nothing, the event
+    # has a fixed id (``_ended_event_id``: published at most once, however often it is
+    # published), and before that write a ``process_workflow`` command is scheduled
+    # for the child (``_guard_child_end``) -- due only after the ending host's lease
+    # would have run out. Its pass finds the child ended and publishes the event
+    # unless it exists (``_publish_ended`` from ``_run_pass``); in the usual case it
+    # exists and the pass does nothing. A store without SCHEDULED_COMMANDS has no such
+    # guard: there the event is lost if the process dies in between.
+    async def _guard_child_end(self, instance: WorkflowInstance) -> None:
+        """Called just before the write that ends ``instance`` (its final checkpoint,
+        or a terminate): when it is a child, make sure a pass looks at it again later."""
+        if (
+            _parent_of(instance) is None
+            or Capability.SCHEDULED_COMMANDS not in self.persistence.capabilities
+        ):
+            return
+        due = utcnow() + timedelta(seconds=self.options.lock_ttl + self.options.poll_interval)
+        await self.persistence.schedule_command(
+            ScheduledCommand(ScheduledCommand.PROCESS_WORKFLOW, instance.id, due)
+        )
+
+    async def _publish_ended(self, instance: WorkflowInstance, status: WorkflowStatus) -> None:
+        """Tell the parent of ended child ``instance`` (if any) that it ended, at most
+        once (the event's fixed id): a no-op when the event was published already."""
+        if _parent_of(instance) is None:
+            return
+        await self._publish(
+            WORKFLOW_ENDED_EVENT,
+            instance.id,
+            WorkflowEnded(instance.id, status.value, instance.data),
+            event_id=_ended_event_id(instance.id),
+        )
 
     async def _start_child(self, body: SubWorkflow, context: StepContext[Any]) -> str:
         pointer = context.pointer
