@@ -1259,6 +1259,7 @@ class WorkflowHost:
             )
             return False
         handed = False  # the claim, the lock and the saved instance went to a local pass
+        resume: WorkflowInstance | None = None  # to hand over (a local slot is taken)
         try:
             try:
                 instance = await self.persistence.get_workflow_instance(wid)
@@ -1289,14 +1290,19 @@ class WorkflowHost:
                         and wid not in self._held
                         and await self._local_slot()
                     ):
-                        # Resume it here, now: the pass takes over the lock and the
-                        # instance just saved (no release, queue hop, re-lock, reload).
-                        self._spawn_local(instance)
-                        handed = True
+                        # Resume it here, once the subscription is gone: the pass
+                        # takes over the claim, the lock and the instance just saved
+                        # (no release, queue hop, re-lock, reload).
+                        resume = instance
             with contextlib.suppress(SubscriptionNotFound):
                 await self.persistence.terminate_subscription(sub.id)
             crash_point("delivery.after_subscription")
+            if resume is not None:
+                self._spawn_local(resume)
+                handed = True
         finally:
+            if resume is not None and not handed:
+                self._release_slot()
             if not handed:
                 await self._release_claim(wid)
                 await self.lock_provider.release_lock(lock_name)
