@@ -274,6 +274,7 @@ async def test_version_1_store_is_migrated_to_version_2(db: Path) -> None:
     async with SqlitePersistenceProvider(db) as provider:
         await provider.create_workflow(instance(id="old"))
     con = sqlite3.connect(db)
+    con.execute("DROP INDEX wfe_ix_workflows_control")
     for table, column in (
         ("wfe_workflows", "owner"),
         ("wfe_workflows", "lease_until"),
@@ -292,6 +293,8 @@ async def test_version_1_store_is_migrated_to_version_2(db: Path) -> None:
         await provider.request_control("old", "suspend")
         assert (await provider.get_workflow_instance("old")).control_request == "suspend"
     assert raw_rows(db, "SELECT max(version) FROM wfe_schema_version") == [(2,)]
+    indexes = [r[1] for r in raw_rows(db, "PRAGMA index_list(wfe_workflows)")]
+    assert "wfe_ix_workflows_control" in indexes
 
 
 async def test_missing_migration_step_is_refused(db: Path) -> None:

@@ -236,6 +236,22 @@ class OwnershipTests(SuiteBase):
         await provider.persist_workflow(loaded)
         assert (await provider.get_workflow_instance(wid)).data == {"n": 7}
 
+    async def test_owned_write_that_ends_the_instance_drops_the_claim(
+        self, provider: PersistenceProvider
+    ) -> None:
+        """A holder's write leaving the instance COMPLETE releases the claim with it;
+        one leaving it RUNNABLE keeps it."""
+        wid = await provider.create_workflow(_instance())
+        assert await provider.claim_workflow(wid, "a", _later())
+        loaded = await provider.get_workflow_instance(wid)
+        loaded.data = {"n": 8}
+        await provider.persist_workflow(loaded, owner="a")
+        assert not await provider.claim_workflow(wid, "b", _later())
+        loaded.status = WorkflowStatus.COMPLETE
+        loaded.complete_time = utcnow()
+        await provider.persist_workflow(loaded, owner="a")
+        assert await provider.claim_workflow(wid, "b", _later())
+
     async def test_lease_lost_is_a_concurrency_error(self) -> None:
         """LeaseLost and ControlPending are ConcurrencyErrors (old callers reload)."""
         assert issubclass(LeaseLost, ConcurrencyError)

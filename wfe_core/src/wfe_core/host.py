@@ -1074,6 +1074,7 @@ class WorkflowHost:
         control.lease_lost = False
         lease = _LeaseKeeper(self, workflow_id, control, claimed_at)
         instance: WorkflowInstance | None = held
+        released = False  # the pass's last write ended the instance and dropped the claim
         try:
             try:
                 if instance is None:
@@ -1127,10 +1128,12 @@ class WorkflowHost:
                 requests = await self.persistence.get_pending_controls([workflow_id])
                 if workflow_id in requests:
                     await self._apply_control(instance, requests[workflow_id])
+            released = instance.status in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
             await self._run_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, instance)
         finally:
             await lease.stop()
-            await self._release_claim(workflow_id)  # owner-checked: never frees another's
+            if not released:
+                await self._release_claim(workflow_id)  # owner-checked: never frees another's
             await self.lock_provider.release_lock(lock_name)
         if (
             instance is not None
@@ -1335,11 +1338,13 @@ class WorkflowHost:
         current = await self.persistence.get_workflow_instance(workflow_id)
         if not _control_applies(current.status, action):
             return False
+        requested = False  # a request of ours is recorded in the store
         running = self._active.get(workflow_id)
         if running is not None:
             # This host runs it: its pass applies the request. Wait (bounded) for that
             # pass to end, so the change has taken effect when the call returns.
             await self.persistence.request_control(workflow_id, action)
+            requested = True
             self._signal_control(running, action)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(running.finished.wait(), self.options.lock_ttl)
@@ -1359,6 +1364,8 @@ class WorkflowHost:
                             try:
                                 instance = await self.persistence.get_workflow_instance(workflow_id)
                                 pending = instance.control_request
+                                if requested and pending is None:
+                                    return True  # the holder applied our request
                                 if pending is not None and pending != action:
                                     # an earlier request (a terminate) goes first
                                     await self._apply_control(instance, pending)

@@ -261,8 +261,10 @@ class WorkflowRepository(Protocol):
         :class:`~wfe_core.errors.LeaseLost` unless ``owner`` holds a live claim; it is
         refused with :class:`~wfe_core.errors.ControlPending` while a control request
         is pending, unless ``apply_control`` is true, in which case the request is
-        cleared by the same write. Without ``owner``, it is refused with ``LeaseLost``
-        while anyone holds a live claim (pending requests are left alone).
+        cleared by the same write. An owned write that leaves the instance COMPLETE or
+        TERMINATED also drops the claim (no separate release). Without ``owner``, it is
+        refused with ``LeaseLost`` while anyone holds a live claim (pending requests are
+        left alone).
         ``instance.control_request`` is never written.
         """
         ...

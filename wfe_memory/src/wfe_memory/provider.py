@@ -449,6 +449,9 @@ class MemoryPersistenceProvider:
         stored.header = header
         if owner is not None and apply_control:
             stored.control = None
+        if owner is not None and instance.status in _FINISHED:  # ending it drops the claim
+            stored.owner = None
+            stored.lease_until = None
         for pointer_id, pointer in changed:
             stored.pointers[pointer_id] = pointer
         for sub in new_subs:

@@ -57,8 +57,11 @@ class Migration:
     upgrade: Callable[[SqlDriver], Sequence[str]]
 
 
-def _add_columns(*columns: tuple[str, str]) -> Callable[[SqlDriver], Sequence[str]]:
-    """A migration adding ``(table, column)`` pairs as declared in :mod:`wfe_sql.schema`."""
+def _add_columns(
+    *columns: tuple[str, str], indexes: Sequence[str] = ()
+) -> Callable[[SqlDriver], Sequence[str]]:
+    """A migration adding ``(table, column)`` pairs and then the named indexes, as
+    declared in :mod:`wfe_sql.schema`."""
 
     def upgrade(driver: SqlDriver) -> list[str]:
         out = []
@@ -66,6 +69,12 @@ def _add_columns(*columns: tuple[str, str]) -> Callable[[SqlDriver], Sequence[st
             column = metadata.tables[table_name].c[column_name]
             kind = column.type.compile(dialect=driver.dialect)
             out.append(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}")
+        wanted = set(indexes)
+        for table in metadata.sorted_tables:
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                if index.name in wanted:
+                    ddl = CreateIndex(index, if_not_exists=True).compile(dialect=driver.dialect)
+                    out.append(ddl.string)
         return out
 
     return upgrade
@@ -81,6 +90,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             ("wfe_workflows", "lease_until"),
             ("wfe_workflows", "control"),
             ("wfe_events", "set_aside"),
+            indexes=("wfe_ix_workflows_control",),
         ),
     ),
 )

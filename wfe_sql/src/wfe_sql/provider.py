@@ -673,6 +673,9 @@ class SqlPersistenceProvider:
         header["p_now"] = now
         if owner is None:
             update = s.update_workflow
+        elif instance.status in _FINISHED:  # the write that ends it drops the claim
+            update = s.update_workflow_control_end if apply_control else s.update_workflow_owned_end
+            header["p_owner"] = owner
         else:
             update = s.update_workflow_control if apply_control else s.update_workflow_owned
             header["p_owner"] = owner

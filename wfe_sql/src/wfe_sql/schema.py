@@ -127,6 +127,11 @@ Index(
 )
 Index("wfe_ix_workflows_reference", workflows.c.reference, workflows.c.create_time)
 Index(
+    "wfe_ix_workflows_control",
+    workflows.c.id,
+    **_partial(workflows.c.control.is_not(None)),
+)
+Index(
     "wfe_ix_workflows_finished",
     workflows.c.status,
     workflows.c.complete_time,

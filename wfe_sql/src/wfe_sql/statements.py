@@ -173,6 +173,14 @@ class ProviderStatements:
         self.update_workflow_control = c(
             update(w).where(owned).values({**header_values, w.c.control: null()})
         )
+        # The same two for a write that ends the instance: it drops the claim too.
+        released = {w.c.owner: null(), w.c.lease_until: null()}
+        self.update_workflow_owned_end = c(
+            update(w).where(owned, w.c.control.is_(None)).values({**header_values, **released})
+        )
+        self.update_workflow_control_end = c(
+            update(w).where(owned).values({**header_values, w.c.control: null(), **released})
+        )
         self.workflow_exists = c(select(w.c.id).where(w.c.id == _b("key_id")))
         self.workflow_fence = c(
             select(w.c.revision, w.c.owner, w.c.lease_until, w.c.control).where(
