@@ -260,9 +260,16 @@ class WorkflowStep:
     """True for sync user code: it runs in a worker thread, off the event loop."""
 
     @property
+    def label(self) -> str:
+        """The name pointers on this step carry (``step_name``), shown by ``wfe show``
+        and in logs: the builder's ``.name(...)``, else the function's or the StepBody
+        class's name."""
+        return self.name or self.body_name
+
+    @property
     def display_name(self) -> str:
         """The step's name, or its body's name, with its id."""
-        return f"step {self.id} ({self.name or self.body_name})"
+        return f"step {self.id} ({self.label})"
 
 
 class WorkflowDefinition:

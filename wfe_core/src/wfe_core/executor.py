@@ -189,7 +189,7 @@ class _Pass:
         return ExecutionPointer(
             id=new_id(),
             step_id=step_id,
-            step_name=step.name,
+            step_name=step.label,
             active=status is PointerStatus.PENDING,
             status=status,
             context_item=item,

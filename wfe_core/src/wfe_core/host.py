@@ -608,7 +608,7 @@ class WorkflowHost:
             create_time=now,
         )
         instance.execution_pointers.append(
-            ExecutionPointer(step_id=0, step_name=definition.steps[0].name)
+            ExecutionPointer(step_id=0, step_name=definition.steps[0].label)
         )
         return instance
 
