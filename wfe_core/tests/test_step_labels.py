@@ -59,3 +59,36 @@ async def test_unnamed_steps_are_labelled_by_their_body() -> None:
         "ChargeCard",
         "ship it",
     ]
+
+
+def test_data_type_is_taken_from_the_type_argument() -> None:
+    """Workflow[Order] gives data_type Order; an explicit data_type wins."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Order:
+        order_id: str = ""
+
+    class Inferred(Workflow[Order]):
+        id = "inferred"
+
+        def build(self, builder: WorkflowBuilder[Order]) -> None:
+            builder.start_with(reserve_stock)
+
+    class Explicit(Workflow[dict[str, Any]]):
+        id = "explicit"
+        data_type = dict
+
+        def build(self, builder: WorkflowBuilder[dict[str, Any]]) -> None:
+            builder.start_with(reserve_stock)
+
+    class Parametrised(Workflow[dict[str, int]]):
+        id = "parametrised"
+
+        def build(self, builder: WorkflowBuilder[dict[str, int]]) -> None:
+            builder.start_with(reserve_stock)
+
+    assert Inferred.data_type is Order
+    assert Explicit.data_type is dict
+    assert Parametrised.data_type is dict
+    assert Workflow.data_type is None
