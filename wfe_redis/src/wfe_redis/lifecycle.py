@@ -11,7 +11,6 @@ that is not connected when an event is sent does not get it later.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import uuid
@@ -20,7 +19,7 @@ from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
-from wfe_core.lifecycle import LifecycleHandler
+from wfe_core.lifecycle import InProcessLifecyclePublisher, LifecycleHandler
 from wfe_core.models import LifecycleEvent, LifecycleEventType
 
 from wfe_redis._connection import RedisComponent
@@ -61,13 +60,6 @@ def decode_event(text: str) -> LifecycleEvent:
     )
 
 
-class _Subscription:
-    __slots__ = ("handler",)
-
-    def __init__(self, handler: LifecycleHandler) -> None:
-        self.handler = handler
-
-
 class RedisLifecyclePublisher(RedisComponent):
     """A :class:`~wfe_core.lifecycle.LifecyclePublisher` over Redis pub/sub.
 
@@ -82,7 +74,7 @@ class RedisLifecyclePublisher(RedisComponent):
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:
         super().__init__(url, **options)
         self.channel: str = self.settings.channel("lifecycle")
-        self._subscriptions: list[_Subscription] = []
+        self._local = InProcessLifecyclePublisher()  # this publisher's own fan-out
         self._listener = ChannelListener(
             self, [self.channel], self._on_message, name="wfe-redis-lifecycle-listener"
         )
@@ -90,16 +82,9 @@ class RedisLifecyclePublisher(RedisComponent):
 
     def subscribe(self, handler: LifecycleHandler) -> Callable[[], None]:
         """Register ``handler`` (sync or async); return a function that unregisters it
-        (idempotent)."""
-        if not callable(handler):
-            raise TypeError(f"a lifecycle handler must be callable, not {handler!r}")
-        subscription = _Subscription(handler)
-        self._subscriptions = [*self._subscriptions, subscription]
-
-        def unsubscribe() -> None:
-            self._subscriptions = [s for s in self._subscriptions if s is not subscription]
-
-        return unsubscribe
+        (idempotent). Delivery to this publisher's handlers is the in-process fan-out
+        (:class:`~wfe_core.lifecycle.InProcessLifecyclePublisher`)."""
+        return self._local.subscribe(handler)
 
     async def publish(self, event: LifecycleEvent) -> None:
         """Send ``event`` to every publisher listening on the channel."""
@@ -146,15 +131,4 @@ class RedisLifecyclePublisher(RedisComponent):
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring a malformed message on %s: %s", channel, exc)
             return
-        for subscription in self._subscriptions:
-            try:
-                result = subscription.handler(event)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception(
-                    "lifecycle handler %r failed on %s for workflow %s",
-                    subscription.handler,
-                    event.type,
-                    event.workflow_id,
-                )
+        await self._local.publish(event)
