@@ -393,8 +393,8 @@ def test_list_filters_and_pages(url: str, tmp_path: Path) -> None:
     ]
     typed = ok_json("start", "typed", "--app", app, "--url", url)["id"]
     listed = ok_json("list", "--url", url, "--app", app)
-    assert set(listed) == {"workflows", "skip", "take", "count", "more"}
-    assert [w["id"] for w in listed["workflows"]] == [*ids, typed]
+    assert set(listed) == {"workflows", "skip", "take", "count", "more", "total"}
+    assert [w["id"] for w in listed["workflows"]] == [typed, *reversed(ids)]
     assert listed["more"] is False
     first = listed["workflows"][0]
     assert set(first) >= {
@@ -408,11 +408,11 @@ def test_list_filters_and_pages(url: str, tmp_path: Path) -> None:
     }
     assert "data" not in first
     page = ok_json("list", "--url", url, "--app", app, "--take", "2")
-    assert [w["id"] for w in page["workflows"]] == ids[:2]
+    assert [w["id"] for w in page["workflows"]] == [typed, ids[2]]
     assert page["more"] is True
     assert page["count"] == 2
     page2 = ok_json("list", "--url", url, "--app", app, "--take", "2", "--skip", "2")
-    assert [w["id"] for w in page2["workflows"]] == [ids[2], typed]
+    assert [w["id"] for w in page2["workflows"]] == [ids[1], ids[0]]
     assert page2["more"] is False
     only_typed = ok_json("list", "--url", url, "--app", app, "--definition", "typed")
     assert [w["id"] for w in only_typed["workflows"]] == [typed]
@@ -427,7 +427,7 @@ def test_list_filters_and_pages(url: str, tmp_path: Path) -> None:
 def test_list_table(url: str) -> None:
     wid = ok_json("start", "order", "--app", APP, "--url", url, "--reference", "T-1")["id"]
     ok_json("start", "order", "--app", APP, "--url", url)
-    result = wfe("list", "--url", url, "--app", APP, "--take", "1")
+    result = wfe("list", "--url", url, "--app", APP, "--take", "1", "--oldest-first")
     assert result.exit_code == 0, result.stderr
     assert wid in result.stdout
     assert "runnable" in result.stdout

@@ -440,6 +440,28 @@ class Provider(MemoryPersistenceProvider):
         ("test_query_by_creation_time_range",),
     ),
     Broken(
+        "query_newest_first_ignored",
+        '''
+class Provider(MemoryPersistenceProvider):
+    """query_workflows ignores newest_first (always oldest first)."""
+
+    async def query_workflows(self, *, newest_first=False, **filters):
+        return await super().query_workflows(**filters)
+''',
+        ("test_query_newest_first_orders_ties_by_id_descending", "test_query_newest_first_paging"),
+    ),
+    Broken(
+        "count_ignores_reference",
+        '''
+class Provider(MemoryPersistenceProvider):
+    """count_workflows ignores the reference filter."""
+
+    async def count_workflows(self, *, reference=None, **filters):
+        return await super().count_workflows(**filters)
+''',
+        ("test_count_workflows_matches_each_filter",),
+    ),
+    Broken(
         "naive_times_accepted",
         '''
 def assume_utc(value: datetime) -> datetime:

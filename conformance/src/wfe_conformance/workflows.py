@@ -838,6 +838,110 @@ class WorkflowRepositoryTests(SuiteBase):
         assert [i.id for i in await provider.query_workflows(skip=2, take=2)] == expected[2:4]
         assert await provider.query_workflows(take=0) == []
 
+    async def test_query_newest_first_orders_ties_by_id_descending(
+        self, provider: PersistenceProvider
+    ) -> None:
+        """newest_first lists newest create_time first, ties by id descending; the
+        default order is unchanged (oldest first)."""
+        tie = BASE_TIME + timedelta(seconds=3)
+        specs = [
+            (f"b-{new_id()}", tie),
+            (f"e-{new_id()}", BASE_TIME),
+            (f"a-{new_id()}", tie),
+            (f"f-{new_id()}", BASE_TIME + timedelta(seconds=9)),
+            (f"c-{new_id()}", tie),
+        ]
+        for wid, created in specs:
+            await _create(provider, id=wid, create_time=created, pointers=1)
+        oldest = [wid for wid, _ in sorted(specs, key=lambda s: (s[1], s[0]))]
+        newest = [wid for wid, _ in sorted(specs, key=lambda s: (s[1], s[0]), reverse=True)]
+        assert [i.id for i in await provider.query_workflows(newest_first=True)] == newest
+        assert [i.id for i in await provider.query_workflows(newest_first=False)] == oldest
+        assert [i.id for i in await provider.query_workflows()] == oldest
+        got = await provider.query_workflows(
+            created_to=BASE_TIME + timedelta(seconds=9), newest_first=True
+        )
+        assert [i.id for i in got] == newest[1:]
+
+    async def test_query_newest_first_paging(self, provider: PersistenceProvider) -> None:
+        """skip/take page the newest-first order without gaps or repeats."""
+        tie = BASE_TIME + timedelta(seconds=2)
+        specs = [
+            (f"{letter}-{new_id()}", tie if letter in "bdf" else BASE_TIME + timedelta(n))
+            for n, letter in enumerate("abcdefg")
+        ]
+        for wid, created in specs:
+            await _create(provider, id=wid, create_time=created, pointers=1)
+        newest = [wid for wid, _ in sorted(specs, key=lambda s: (s[1], s[0]), reverse=True)]
+        pages = [
+            [i.id for i in await provider.query_workflows(skip=skip, take=3, newest_first=True)]
+            for skip in (0, 3, 6, 9)
+        ]
+        assert pages == [newest[0:3], newest[3:6], newest[6:], []]
+        got = await provider.query_workflows(skip=2, take=2, newest_first=True)
+        assert [i.id for i in got] == newest[2:4]
+        assert await provider.query_workflows(take=0, newest_first=True) == []
+
+    async def test_count_workflows_matches_each_filter(self, provider: PersistenceProvider) -> None:
+        """count_workflows takes the filters of query_workflows, alone and combined, and
+        counts what an unpaged query returns."""
+        assert await provider.count_workflows() == 0
+        definitions = [f"def-{new_id()}", f"def-{new_id()}"]
+        for n in range(12):
+            await _create(
+                provider,
+                status=list(WorkflowStatus)[n % 4],
+                workflow_definition_id=definitions[n % 2],
+                reference=f"ref-{n % 3}",
+                create_time=BASE_TIME + timedelta(seconds=n),
+                pointers=1,
+            )
+        middle = (BASE_TIME + timedelta(seconds=3), BASE_TIME + timedelta(seconds=9))
+        cases: list[tuple[dict[str, Any], int]] = [
+            ({}, 12),
+            ({"status": WorkflowStatus.RUNNABLE}, 3),
+            ({"definition_id": definitions[1]}, 6),
+            ({"definition_id": "no-such-definition"}, 0),
+            ({"reference": "ref-2"}, 4),
+            ({"created_from": middle[0]}, 9),
+            ({"created_to": middle[1]}, 9),
+            ({"created_from": middle[0], "created_to": middle[1]}, 6),
+            ({"status": WorkflowStatus.COMPLETE, "definition_id": definitions[0]}, 3),
+            ({"definition_id": definitions[0], "reference": "ref-0"}, 2),
+            (
+                {
+                    "status": WorkflowStatus.RUNNABLE,
+                    "definition_id": definitions[0],
+                    "reference": "ref-0",
+                    "created_from": middle[0],
+                    "created_to": middle[1],
+                },
+                0,
+            ),
+            (
+                {
+                    "definition_id": definitions[0],
+                    "reference": "ref-0",
+                    "created_from": middle[0],
+                    "created_to": middle[1],
+                },
+                1,
+            ),
+        ]
+        for filters, wanted in cases:
+            unpaged = await provider.query_workflows(**filters, take=100)
+            assert len(unpaged) == wanted, filters
+            assert await provider.count_workflows(**filters) == wanted, filters
+        assert await provider.count_workflows(definition_id="x" * 401) == 0
+        assert await provider.count_workflows(reference="x" * 401) == 0
+        naive = datetime(2024, 1, 1, 12, 0)
+        await assert_refused_as_naive(
+            provider.count_workflows(created_from=naive), "count_workflows(created_from)"
+        )
+        await assert_refused_as_naive(
+            provider.count_workflows(created_to=naive), "count_workflows(created_to)"
+        )
+
     # --- naive datetimes --------------------------------------------------------------
 
     async def test_workflow_naive_datetime_arguments_refused(

@@ -1718,7 +1718,7 @@ _STATUSES = [s.value for s in WorkflowStatus]
     type=click.IntRange(min=0, max=_MAX_INT64),
     default=0,
     show_default=True,
-    help="Skip this many (oldest first).",
+    help="Skip this many (in the listing order).",
 )
 @click.option(
     "--take",
@@ -1726,6 +1726,12 @@ _STATUSES = [s.value for s in WorkflowStatus]
     default=20,
     show_default=True,
     help="Show at most this many.",
+)
+@click.option(
+    "--oldest-first",
+    is_flag=True,
+    default=False,
+    help="List the oldest instances first (default: newest first).",
 )
 @_app_option("Register your workflows' data types (module:attr, or WFE_APP) to read their data.")
 @_url_option
@@ -1736,27 +1742,31 @@ def list_(
     reference: str | None,
     skip: int,
     take: int,
+    oldest_first: bool,
     app: str | None,
     url: str | None,
     as_json: bool,
 ) -> None:
-    """List workflow instances, oldest first, a page at a time."""
+    """List workflow instances, newest first (or --oldest-first), a page at a time,
+    with the total that match."""
     store = _url(url)
+    filters: dict[str, Any] = {
+        "status": WorkflowStatus(status.lower()) if status else None,
+        "definition_id": definition,
+        "reference": reference,
+    }
 
-    async def go() -> list[WorkflowInstance]:
+    async def go() -> tuple[list[WorkflowInstance], int]:
         async with _reader(store, app) as host:
             try:
-                return await host.persistence.query_workflows(
-                    status=WorkflowStatus(status.lower()) if status else None,
-                    definition_id=definition,
-                    reference=reference,
-                    skip=skip,
-                    take=take + 1,
+                found = await host.persistence.query_workflows(
+                    **filters, skip=skip, take=take + 1, newest_first=not oldest_first
                 )
             except SerializationError as exc:
                 raise _read_error(exc, app) from exc
+            return found, await host.persistence.count_workflows(**filters)
 
-    found = _run(go())
+    found, total = _run(go())
     more = len(found) > take
     page = found[:take]
     if as_json:
@@ -1767,12 +1777,14 @@ def list_(
                 "take": take,
                 "count": len(page),
                 "more": more,
+                "total": total,
             }
         )
         return
     console = _console()
     if not page:
-        console.print("no workflows" + (" on this page" if skip else "") + " match")
+        message = "no workflows on this page match" if skip else "no workflows match"
+        console.print(message + (f" ({total} in all)" if skip and total else ""))
         return
     table = Table()
     table.add_column("id", no_wrap=True)
@@ -1791,9 +1803,10 @@ def list_(
             _when(inst.complete_time),
         )
     console.print(table)
-    line = f"{skip + 1}-{skip + len(page)} shown"
+    line = f"showing {skip + 1}-{skip + len(page)} of {total}"
     if more:
         line += f"; more: wfe list --skip {skip + take} --take {take}"
+        line += " --oldest-first" if oldest_first else ""
     console.print(line)
 
 

@@ -323,10 +323,26 @@ class WorkflowRepository(Protocol):
         created_to: datetime | None = None,
         skip: int = 0,
         take: int = 100,
+        newest_first: bool = False,
     ) -> list[WorkflowInstance]:
         """Instances matching every filter given, oldest ``create_time`` first (ties by
         id), skipping ``skip`` and returning at most ``take``. ``created_from`` is
-        inclusive, ``created_to`` exclusive."""
+        inclusive, ``created_to`` exclusive. With ``newest_first`` the order is
+        reversed: newest ``create_time`` first, ties by id descending."""
+        ...
+
+    async def count_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> int:
+        """How many instances match every filter given: the same filters, with the same
+        meaning, as :meth:`query_workflows` (so it equals the length of an unpaged
+        query)."""
         ...
 
     async def purge_workflows(self, status: WorkflowStatus, older_than: datetime) -> int:

@@ -555,12 +555,39 @@ class MemoryPersistenceProvider:
         created_to: datetime | None = None,
         skip: int = 0,
         take: int = 100,
+        newest_first: bool = False,
     ) -> list[WorkflowInstance]:
-        """Matching instances, oldest ``create_time`` first (ties by id), paged."""
-        _check_aware(created_from, "created_from")
-        _check_aware(created_to, "created_to")
+        """Matching instances, oldest ``create_time`` first (ties by id), paged;
+        ``newest_first`` reverses the order."""
         _non_negative(skip, "skip")
         _non_negative(take, "take")
+        matches = await self._matching(status, definition_id, reference, created_from, created_to)
+        matches.sort(key=lambda s: (s.header.create_time, s.header.id), reverse=newest_first)
+        return [self._load(s) for s in matches[skip : skip + take]]
+
+    async def count_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> int:
+        """How many instances match the filters of :meth:`query_workflows`."""
+        return len(await self._matching(status, definition_id, reference, created_from, created_to))
+
+    async def _matching(
+        self,
+        status: WorkflowStatus | None,
+        definition_id: str | None,
+        reference: str | None,
+        created_from: datetime | None,
+        created_to: datetime | None,
+    ) -> list[_StoredInstance]:
+        """The stored instances matching every filter given (unordered)."""
+        _check_aware(created_from, "created_from")
+        _check_aware(created_to, "created_to")
         await self._enter()
         matches: list[_StoredInstance] = []
         for stored in self._instances.values():
@@ -576,8 +603,7 @@ class MemoryPersistenceProvider:
             if created_to is not None and h.create_time >= created_to:
                 continue
             matches.append(stored)
-        matches.sort(key=lambda s: (s.header.create_time, s.header.id))
-        return [self._load(s) for s in matches[skip : skip + take]]
+        return matches
 
     async def purge_workflows(self, status: WorkflowStatus, older_than: datetime) -> int:
         """Delete finished instances completed before ``older_than`` with their

@@ -188,6 +188,31 @@ def _workflow_status(value: Any) -> str:
         raise ValueError(f"instance.status must be a WorkflowStatus, not {value!r}") from None
 
 
+def _workflow_filter_values(
+    status: WorkflowStatus | None,
+    definition_id: str | None,
+    reference: str | None,
+    created_from: datetime | None,
+    created_to: datetime | None,
+) -> dict[str, Any] | None:
+    """The ``p_<filter>`` values of the ``query_workflows`` filters given, or None when
+    a key filter cannot match anything (not a storable key)."""
+    if any(f is not None and not _storable_key(f) for f in (definition_id, reference)):
+        return None
+    values: dict[str, Any] = {}
+    if status is not None:
+        values["p_status"] = _workflow_status(status)
+    if definition_id is not None:
+        values["p_definition_id"] = definition_id
+    if reference is not None:
+        values["p_reference"] = reference
+    if created_from is not None:
+        values["p_created_from"] = to_micros(created_from, "created_from")
+    if created_to is not None:
+        values["p_created_to"] = to_micros(created_to, "created_to")
+    return values
+
+
 def _pointer_status(value: Any, what: str) -> str:
     try:
         return _PTR_STATUS[value].value
@@ -837,29 +862,19 @@ class SqlPersistenceProvider:
         created_to: datetime | None = None,
         skip: int = 0,
         take: int = 100,
+        newest_first: bool = False,
     ) -> list[WorkflowInstance]:
-        """Matching instances, oldest ``create_time`` first (ties by id), paged."""
+        """Matching instances, oldest ``create_time`` first (ties by id), paged;
+        ``newest_first`` reverses the order."""
         _check_aware(created_from, "created_from")
         _check_aware(created_to, "created_to")
         _non_negative(skip, "skip")
         _non_negative(take, "take")
         s = await self._ready()
-        if any(f is not None and not _storable_key(f) for f in (definition_id, reference)):
+        values = _workflow_filter_values(status, definition_id, reference, created_from, created_to)
+        if values is None or take == 0:
             return []
-        values: dict[str, Any] = {}
-        if status is not None:
-            values["p_status"] = _workflow_status(status)
-        if definition_id is not None:
-            values["p_definition_id"] = definition_id
-        if reference is not None:
-            values["p_reference"] = reference
-        if created_from is not None:
-            values["p_created_from"] = to_micros(created_from, "created_from")
-        if created_to is not None:
-            values["p_created_to"] = to_micros(created_to, "created_to")
-        if take == 0:
-            return []
-        stmt = s.query_workflows(tuple(k[2:] for k in values))
+        stmt = s.query_workflows(tuple(k[2:] for k in values), newest_first)
         values["p_take"] = take
         values["p_skip"] = skip
         pointers: dict[str, list[Row]] = {}
@@ -870,6 +885,26 @@ class SqlPersistenceProvider:
                 for row in await r.fetchall(s.pointers_in(len(chunk)).sql, chunk):
                     pointers.setdefault(row[0], []).append(row)
         return [self._load_instance(h, pointers.get(h[0], ())) for h in headers]
+
+    async def count_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> int:
+        """How many instances match the filters of :meth:`query_workflows`."""
+        _check_aware(created_from, "created_from")
+        _check_aware(created_to, "created_to")
+        s = await self._ready()
+        values = _workflow_filter_values(status, definition_id, reference, created_from, created_to)
+        if values is None:
+            return 0
+        stmt = s.count_workflows(tuple(k[2:] for k in values))
+        row = await self.driver.fetchone(stmt.sql, stmt.args(values))
+        return int(row[0]) if row is not None else 0
 
     async def purge_workflows(self, status: WorkflowStatus, older_than: datetime) -> int:
         """Delete finished instances completed before ``older_than`` with their pointers,

@@ -483,29 +483,50 @@ class ProviderStatements:
             ),
         )
 
-    def query_workflows(self, filters: tuple[str, ...]) -> Statement:
+    def query_workflows(self, filters: tuple[str, ...], newest_first: bool = False) -> Statement:
         """Headers matching the named filters (``status``, ``definition_id``,
-        ``reference``, ``created_from``, ``created_to``), oldest first, paged by
-        ``p_take`` / ``p_skip``."""
+        ``reference``, ``created_from``, ``created_to``), oldest first (newest first,
+        ties by id descending, with ``newest_first``), paged by ``p_take`` /
+        ``p_skip``."""
 
         def build() -> Any:
             w = workflows
-            conditions = {
-                "status": w.c.status == _b("status"),
-                "definition_id": w.c.workflow_definition_id == _b("definition_id"),
-                "reference": w.c.reference == _b("reference"),
-                "created_from": w.c.create_time >= _b("created_from"),
-                "created_to": w.c.create_time < _b("created_to"),
-            }
+            order = (
+                (w.c.create_time.desc(), w.c.id.desc())
+                if newest_first
+                else (w.c.create_time, w.c.id)
+            )
             return (
                 select(*(w.c[c] for c in HEADER_READ_COLUMNS))
-                .where(*(conditions[f] for f in filters))
-                .order_by(w.c.create_time, w.c.id)
+                .where(*_workflow_filters(filters))
+                .order_by(*order)
                 .limit(_b("take"))
                 .offset(_b("skip"))
             )
 
-        return self._shape(("query", filters), build)
+        return self._shape(("query", filters, newest_first), build)
+
+    def count_workflows(self, filters: tuple[str, ...]) -> Statement:
+        """The number of workflows matching the named filters (those of
+        :meth:`query_workflows`)."""
+        return self._shape(
+            ("count", filters),
+            lambda: select(func.count()).select_from(workflows).where(*_workflow_filters(filters)),
+        )
+
+
+def _workflow_filters(filters: tuple[str, ...]) -> list[ColumnElement[bool]]:
+    """The ``WHERE`` conditions of the named ``query_workflows`` filters, bound to
+    ``p_<filter>``."""
+    w = workflows
+    conditions: dict[str, ColumnElement[bool]] = {
+        "status": w.c.status == _b("status"),
+        "definition_id": w.c.workflow_definition_id == _b("definition_id"),
+        "reference": w.c.reference == _b("reference"),
+        "created_from": w.c.create_time >= _b("created_from"),
+        "created_to": w.c.create_time < _b("created_to"),
+    }
+    return [conditions[f] for f in filters]
 
 
 class LockStatements:
