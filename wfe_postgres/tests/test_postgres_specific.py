@@ -564,8 +564,18 @@ async def test_work_queued_while_the_listener_was_down_is_found(url: str, schema
         url, schema=schema, poll_interval=30, server_settings={"application_name": app}, **SMALL
     )
     await consumer.start()
+
+    async def dequeue() -> str | None:
+        # The kill may land while a dequeue is mid-query: that call fails with
+        # ProviderUnavailable and the next one reconnects (as the host's consumer does).
+        while True:
+            try:
+                return await consumer.dequeue_work(QueueType.INDEX, 25.0)
+            except ProviderUnavailable:
+                await asyncio.sleep(0.05)
+
     try:
-        waiter = asyncio.create_task(consumer.dequeue_work(QueueType.INDEX, 25.0))
+        waiter = asyncio.create_task(dequeue())
         await asyncio.sleep(0.1)
         async with raw(url, schema) as conn:
             await conn.execute(
