@@ -147,13 +147,6 @@ def store_opener(self) -> StoreOpener:
     ),
 ]
 
-INI = """
-[pytest]
-addopts = -p no:cacheprovider
-filterwarnings = error
-xfail_strict = true
-"""
-
 
 def _module(case: Case) -> str:
     return f"test_durable_{case.name}"
@@ -178,16 +171,6 @@ def _outcomes(output: str) -> dict[str, dict[str, str]]:
         if tests.get(test) in (None, "PASSED"):
             tests[test] = outcome
     return found
-
-
-@pytest.fixture
-def isolated_pytester(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> pytest.Pytester:
-    """A pytester (own temp dir) whose subprocesses load only the anyio plugin."""
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    pytester.makeini(INI)
-    return pytester
 
 
 def test_cases_name_real_suite_tests() -> None:

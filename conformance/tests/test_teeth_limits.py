@@ -8,10 +8,9 @@ every test.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import pytest
+from teeth_support import Broken as Case  # a provider with other limits, the tests it must fail
+from teeth_support import failed_tests
 
 REFUSALS = (
     "test_event_key_of_401_characters_refused",
@@ -46,22 +45,6 @@ class TestProvider(KeyLimitTests):
         async with Provider() as p:
             yield p
 """
-
-INI = """
-[pytest]
-addopts = -p no:cacheprovider
-filterwarnings = error
-xfail_strict = true
-"""
-
-
-@dataclass(frozen=True)
-class Case:
-    """A provider with other limits and the suite tests it must fail (exactly)."""
-
-    name: str
-    source: str
-    must_fail: tuple[str, ...]
 
 
 CASES = [
@@ -162,25 +145,6 @@ def _module(case: Case) -> str:
     return f"test_limits_{case.name}"
 
 
-def _failed(output: str) -> dict[str, set[str]]:
-    failed: dict[str, set[str]] = {}
-    for module, test in re.findall(
-        r"^(?:FAILED|ERROR) (test_\w+)\.py::TestProvider::(\w+)", output, re.MULTILINE
-    ):
-        failed.setdefault(module, set()).add(test)
-    return failed
-
-
-@pytest.fixture
-def isolated_pytester(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> pytest.Pytester:
-    """A pytester (own temp dir) whose subprocesses load only the anyio plugin."""
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    pytester.makeini(INI)
-    return pytester
-
-
 def test_cases_name_real_suite_tests() -> None:
     """Every test a case expects to fail exists in KeyLimitTests."""
     from wfe_conformance.limits import KeyLimitTests
@@ -201,7 +165,7 @@ def test_providers_with_other_limits_are_caught(
     isolated_pytester.makepyfile(**{_module(case): HEADER + case.source + FOOTER})
     result = isolated_pytester.runpytest_subprocess("-p", "anyio", "-q", "-rfE")
     output = result.stdout.str()
-    failed = _failed(output).get(_module(case), set())
+    failed = failed_tests(output, errors=True).get(_module(case), set())
     assert failed == set(case.must_fail), output
     total = sum(1 for name in vars(KeyLimitTests) if name.startswith("test_"))
     result.assert_outcomes(passed=total + 1 - len(case.must_fail), failed=len(case.must_fail))

@@ -9,10 +9,8 @@ test of the three suites.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import pytest
+from teeth_support import Broken, assert_caught, failed_tests, module_name
 
 SUITES = ("WorkflowRepositoryTests", "SubscriptionRepositoryTests", "EventRepositoryTests")
 
@@ -52,23 +50,6 @@ class TestProvider(WorkflowRepositoryTests, SubscriptionRepositoryTests, EventRe
         async with Provider() as p:
             yield p
 """
-
-INI = """
-[pytest]
-addopts = -p no:cacheprovider
-filterwarnings = error
-xfail_strict = true
-"""
-
-
-@dataclass(frozen=True)
-class Broken:
-    """A deliberately broken provider and the suite tests that must catch it."""
-
-    name: str
-    source: str
-    must_fail: tuple[str, ...]
-
 
 HEALTHY = """
 class Provider(MemoryPersistenceProvider):
@@ -489,30 +470,6 @@ class Provider(MemoryPersistenceProvider):
 ]
 
 
-def _module(case_name: str) -> str:
-    return f"test_{case_name}"
-
-
-def _failed_tests(output: str) -> dict[str, set[str]]:
-    """The failed suite tests named in a run's summary, by module (case)."""
-    failed: dict[str, set[str]] = {}
-    for module, test in re.findall(
-        r"^FAILED (test_\w+)\.py::TestProvider::(\w+)", output, re.MULTILINE
-    ):
-        failed.setdefault(module, set()).add(test)
-    return failed
-
-
-@pytest.fixture
-def isolated_pytester(
-    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
-) -> pytest.Pytester:
-    """A pytester (own temp dir) whose subprocesses load only the anyio plugin."""
-    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    pytester.makeini(INI)
-    return pytester
-
-
 def test_cases_name_real_suite_tests() -> None:
     """Every test a case expects to fail exists in the repository suites."""
     from wfe_conformance.events import EventRepositoryTests
@@ -556,10 +513,10 @@ def test_suite_test_names_are_unique() -> None:
 
 def test_healthy_memory_provider_passes(isolated_pytester: pytest.Pytester) -> None:
     """The unmodified memory provider passes every test of the three suites."""
-    isolated_pytester.makepyfile(**{_module("healthy"): HEADER + HEALTHY + FOOTER})
+    isolated_pytester.makepyfile(**{module_name("healthy"): HEADER + HEALTHY + FOOTER})
     result = isolated_pytester.runpytest_subprocess("-p", "anyio", "-q", "-rfE")
     output = result.stdout.str()
-    assert result.ret == 0, f"healthy provider failed: {_failed_tests(output)}\n{output}"
+    assert result.ret == 0, f"healthy provider failed: {failed_tests(output)}\n{output}"
     outcomes = result.parseoutcomes()
     assert set(outcomes) == {"passed"}, outcomes
     assert outcomes["passed"] >= 90, outcomes
@@ -568,20 +525,7 @@ def test_healthy_memory_provider_passes(isolated_pytester: pytest.Pytester) -> N
 def test_broken_providers_are_caught(isolated_pytester: pytest.Pytester) -> None:
     """Each broken provider fails every suite test written to catch it (one subprocess
     runs them all, each provider in its own module)."""
-    node_ids: list[str] = []
-    for case in CASES:
-        isolated_pytester.makepyfile(**{_module(case.name): HEADER + case.source + FOOTER})
-        node_ids += [f"{_module(case.name)}.py::TestProvider::{test}" for test in case.must_fail]
-    result = isolated_pytester.runpytest_subprocess("-p", "anyio", "-q", "-rfE", *node_ids)
-    output = result.stdout.str()
-    failed = _failed_tests(output)
-    missed = {
-        case.name: sorted(set(case.must_fail) - failed.get(_module(case.name), set()))
-        for case in CASES
-    }
-    missed = {name: tests for name, tests in missed.items() if tests}
-    assert not missed, f"broken providers that passed tests meant to catch them: {missed}"
-    result.assert_outcomes(failed=len(node_ids))
+    assert_caught(isolated_pytester, CASES, HEADER, FOOTER)
 
 
 def test_builders_fill_every_model_field() -> None:
