@@ -39,16 +39,15 @@ async def _flush(url: str, prefix: str) -> int:
         await client.aclose()
 
 
-@pytest.fixture
-async def hosts(
-    tmp_path: Path, url: str, prefix: str
-) -> AsyncIterator[tuple[WorkflowHost, WorkflowHost, StepProbe]]:
-    probe = StepProbe()
-    made: list[WorkflowHost] = []
-    options = HostOptions(poll_interval=0.05, idle_time=0.01, lock_ttl=3.0, stop_timeout=5.0)
+async def _start_two(
+    db: Path, url: str, prefix: str, probe: StepProbe, made: list[WorkflowHost], stop: float
+) -> None:
+    """Start two hosts on one SQLite file (a provider object each, as two processes
+    would have) with Redis locks and queues under ``prefix``; append them to ``made``."""
+    options = HostOptions(poll_interval=0.05, idle_time=0.01, lock_ttl=3.0, stop_timeout=stop)
     for _ in range(2):
         host = WorkflowHost(
-            SqlitePersistenceProvider(tmp_path / "wfe.db"),
+            SqlitePersistenceProvider(db),
             lock_provider=RedisLockProvider(url, prefix=prefix),
             queue_provider=RedisQueueProvider(url, prefix=prefix),
             options=options,
@@ -56,12 +55,25 @@ async def hosts(
         host.register_workflow(LongStepWorkflow(probe))
         await host.start()
         made.append(host)
+
+
+async def _stop_all(made: list[WorkflowHost]) -> None:
+    for host in made:
+        await host.stop()
+        await host.persistence.close()
+
+
+@pytest.fixture
+async def hosts(
+    tmp_path: Path, url: str, prefix: str
+) -> AsyncIterator[tuple[WorkflowHost, WorkflowHost, StepProbe]]:
+    probe = StepProbe()
+    made: list[WorkflowHost] = []
     try:
+        await _start_two(tmp_path / "wfe.db", url, prefix, probe, made, stop=5.0)
         yield made[0], made[1], probe
     finally:
-        for host in made:
-            await host.stop()
-            await host.persistence.close()
+        await _stop_all(made)
 
 
 async def test_flushed_locks_do_not_let_a_second_host_run_the_step(
@@ -104,24 +116,12 @@ async def test_without_the_store_claim_the_flush_lets_the_step_run_twice(
     monkeypatch.setattr(WorkflowHost, "_claim", no_claim)
     probe = StepProbe()
     made: list[WorkflowHost] = []
-    options = HostOptions(poll_interval=0.05, idle_time=0.01, lock_ttl=3.0, stop_timeout=1.0)
     try:
-        for _ in range(2):
-            host = WorkflowHost(
-                SqlitePersistenceProvider(tmp_path / "wfe.db"),
-                lock_provider=RedisLockProvider(url, prefix=prefix),
-                queue_provider=RedisQueueProvider(url, prefix=prefix),
-                options=options,
-            )
-            host.register_workflow(LongStepWorkflow(probe))
-            await host.start()
-            made.append(host)
+        await _start_two(tmp_path / "wfe.db", url, prefix, probe, made, stop=1.0)
         await made[0].start_workflow(LongStepWorkflow.id, {})
         await wait_until(lambda: bool(probe.entered), BOUND, "the long step to start")
         await _flush(url, prefix)
         await wait_until(lambda: probe.most >= 2, BOUND, "the mutant to run the step twice")
     finally:
         probe.release.set()
-        for host in made:
-            await host.stop()
-            await host.persistence.close()
+        await _stop_all(made)

@@ -50,6 +50,7 @@ __all__ = [
     "SubscriptionRepository",
     "WorkflowRepository",
     "check_aware",
+    "check_claim",
     "check_control_action",
     "check_event_text",
     "check_id",
@@ -200,6 +201,15 @@ def check_owner(owner: str, what: str = "owner") -> None:
     characters."""
     if not isinstance(owner, str) or not owner or len(owner) > 100:
         raise ValueError(f"{what} must be a non-empty string of at most 100 characters")
+
+
+def check_claim(owner: str, lease_until: datetime | None) -> None:
+    """Argument check for providers: a claim (``claim_workflow``, or ``create_workflow``
+    with an owner) has a valid owner id and an aware ``lease_until``."""
+    check_owner(owner)
+    if lease_until is None:
+        raise TypeError("lease_until must be a datetime when owner is given")
+    check_aware(lease_until, "lease_until")
 
 
 @runtime_checkable

@@ -52,12 +52,12 @@ from wfe_core.models import (
 )
 from wfe_core.persistence import CommandHandler
 from wfe_core.persistence import check_aware as _check_aware
+from wfe_core.persistence import check_claim as _check_claim
 from wfe_core.persistence import check_control_action as _check_control_action
 from wfe_core.persistence import check_event_text as _check_event_text
 from wfe_core.persistence import check_instance_text as _check_instance_text
 from wfe_core.persistence import check_key as _check_key
 from wfe_core.persistence import check_non_negative as _non_negative
-from wfe_core.persistence import check_owner as _check_owner
 from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import id_list as _id_list
 from wfe_core.serialization import JSONValue, Serializer, default_serializer
@@ -386,7 +386,7 @@ class MemoryPersistenceProvider:
         """Insert a new instance (revision 1) with all its pointers; return its id
         (claimed by ``owner`` until ``lease_until`` when given)."""
         if owner is not None:
-            _check_owner(owner)
+            _check_claim(owner, lease_until)
             lease_until = _required_utc(lease_until, "lease_until")  # type: ignore[arg-type]
         await self._enter()
         header = self._store_header(instance)
@@ -463,7 +463,7 @@ class MemoryPersistenceProvider:
 
     async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
         """Take or renew ``owner``'s claim unless another owner holds a live one."""
-        _check_owner(owner)
+        _check_claim(owner, lease_until)
         lease_until = _required_utc(lease_until, "lease_until")
         await self._enter()
         stored = self._instances.get(workflow_id)

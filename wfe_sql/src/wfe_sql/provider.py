@@ -50,12 +50,12 @@ from wfe_core.models import (
 )
 from wfe_core.persistence import CommandHandler
 from wfe_core.persistence import check_aware as _check_aware
+from wfe_core.persistence import check_claim as _check_claim
 from wfe_core.persistence import check_control_action as _check_control_action
 from wfe_core.persistence import check_event_text as _check_event_text
 from wfe_core.persistence import check_instance_text as _check_instance_text
 from wfe_core.persistence import check_key as _check_key
 from wfe_core.persistence import check_non_negative as _non_negative
-from wfe_core.persistence import check_owner as _check_owner
 from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import id_list as _id_list
 from wfe_core.persistence import storable_key as _storable_key
@@ -640,9 +640,7 @@ class SqlPersistenceProvider:
             raise TypeError(f"instance must be a WorkflowInstance, not {type(instance).__name__}")
         _check_instance_text(instance)
         if owner is not None:
-            _check_owner(owner)
-            if lease_until is None:
-                raise TypeError("lease_until must be a datetime when owner is given")
+            _check_claim(owner, lease_until)
         s = await self._ready()
         workflow_id = instance.id or new_id()
         header = self._header_values(instance)
@@ -750,7 +748,7 @@ class SqlPersistenceProvider:
 
     async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
         """Take or renew ``owner``'s claim unless another owner holds a live one."""
-        _check_owner(owner)
+        _check_claim(owner, lease_until)
         lease = to_micros(lease_until, "lease_until")
         s = await self._ready()
         stmt = s.claim_workflow
