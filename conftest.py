@@ -11,6 +11,9 @@ import os
 
 import pytest
 
+# The SQL dialect suite's tests live in an installed package: rewrite its asserts too.
+pytest.register_assert_rewrite("wfe_sql.testing")
+
 _ALLOWED_SKIP = "does not declare capability"
 _bad_skips: list[str] = []
 

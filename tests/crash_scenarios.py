@@ -27,7 +27,6 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,20 +34,25 @@ from pathlib import Path
 from typing import Any
 
 from wfe_core.builder import WorkflowBuilder
+from wfe_core.client.children import child_id as _child_id
+from wfe_core.client.control import control_applies as _control_applies
+from wfe_core.client.core import workflow_lock as _workflow_lock
 from wfe_core.crashpoints import CRASH_EXIT_CODE, crash_point
 from wfe_core.definition import ErrorBehavior, StepContext
 from wfe_core.errors import ConcurrencyError, SubscriptionNotFound
 from wfe_core.executor import _Pass
-from wfe_core.host import MiddlewarePhase, _control_applies, _workflow_lock
+from wfe_core.host.delivery import EventDelivery
 from wfe_core.models import (
     Event,
     EventSubscription,
+    ExecutionPointer,
     PointerStatus,
     WorkflowInstance,
     WorkflowStatus,
     utcnow,
 )
-from wfe_core.primitives import ACTIVITY_EVENT, PARENT_ATTRIBUTE, SubWorkflow
+from wfe_core.options import MiddlewarePhase
+from wfe_core.primitives import ACTIVITY_EVENT, PARENT_ATTRIBUTE
 from wfe_core.queues import QueueType
 
 from wfe_core import HostOptions, Workflow, WorkflowHost
@@ -190,13 +194,15 @@ _PENDING_CHILDREN: list[tuple[WorkflowHost, WorkflowInstance]] = []
 _DROPPED: list[str] = []
 
 
-async def _mutant_deliver(self: WorkflowHost, event: Event, sub: EventSubscription) -> bool:
-    """A broken ``_deliver``: the subscription is terminated *before* the delivered
-    event is saved (``delivery-swap``), or the event is never saved (``delivery-drop``)."""
+async def _mutant_deliver(delivery: EventDelivery, event: Event, sub: EventSubscription) -> bool:
+    """A broken ``EventDelivery.deliver``: the subscription is terminated *before* the
+    delivered event is saved (``delivery-swap``), or the event is never saved
+    (``delivery-drop``)."""
+    self = delivery.client
     mutant = os.environ["WFE_TEST_MUTANT"]
     wid = sub.workflow_id
     lock_name = _workflow_lock(wid)
-    if not await self._acquire(lock_name):
+    if not await delivery._acquire(lock_name):
         return False
     try:
         if not await self._claim(wid):
@@ -256,15 +262,19 @@ async def _mutant_checkpoint(self: _Pass) -> None:
 
 
 async def _mutant_start_child(
-    self: WorkflowHost, body: SubWorkflow, context: StepContext[Any]
+    self: WorkflowHost,
+    parent: WorkflowInstance,
+    pointer: ExecutionPointer,
+    definition_id: str,
+    version: int | None,
+    data: Any,
 ) -> str:
     """``child-swap`` / ``child-drop``: the child is built as usual but not stored here
     -- later, after the parent's checkpoint (swap), or never (drop)."""
-    pointer = context.pointer
-    child_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"wfe:child:{pointer.id}:{pointer.retry_count}"))
-    definition = self.registry.get(body.definition_id, body.version)
-    child = self._new_instance(definition, body.child_data, None, instance_id=child_id)
-    child.execution_pointers[0].extension_attributes[PARENT_ATTRIBUTE] = context.workflow.id
+    child_id = _child_id(pointer.id, pointer.retry_count)
+    definition = self.registry.get(definition_id, version)
+    child = self._new_instance(definition, data, None, instance_id=child_id)
+    child.execution_pointers[0].extension_attributes[PARENT_ATTRIBUTE] = parent.id
     await self._run_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, child)
     if os.environ["WFE_TEST_MUTANT"] == "child-swap":
         _PENDING_CHILDREN.append((self, child))
@@ -311,7 +321,7 @@ async def _mutant_apply_control(
             p.status = PointerStatus.CANCELLED
             p.end_time = now
             p.sleep_until = None
-    await self._workflow_ended(instance, WorkflowStatus.TERMINATED)
+    await self.workflow_ended(instance, WorkflowStatus.TERMINATED)
     await self.persistence.persist_workflow(instance, owner=self.owner_id, apply_control=True)
     crash_point("control.after_persist")
     instance.control_request = None
@@ -324,13 +334,13 @@ def _apply_mutant(mutant: str) -> None:
         raise ValueError(f"unknown mutant {mutant!r}")
     kind = mutant.split("-")[0]
     if kind == "delivery":
-        WorkflowHost._deliver = _mutant_deliver  # type: ignore[method-assign]
+        EventDelivery.deliver = _mutant_deliver  # type: ignore[method-assign]
     elif kind == "checkpoint":
         _Pass._checkpoint = _mutant_checkpoint  # type: ignore[method-assign]
     elif kind == "start":
         WorkflowHost.start_workflow = _mutant_start_workflow  # type: ignore[method-assign]
     elif kind == "child":
-        WorkflowHost._start_child = _mutant_start_child  # type: ignore[method-assign]
+        WorkflowHost.start_child = _mutant_start_child  # type: ignore[method-assign]
         _Pass._checkpoint = _mutant_checkpoint  # type: ignore[method-assign]
     else:
         WorkflowHost._apply_control = _mutant_apply_control  # type: ignore[method-assign]

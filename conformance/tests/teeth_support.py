@@ -39,8 +39,16 @@ def failed_tests(output: str, *, errors: bool = False) -> dict[str, set[str]]:
 
 
 def suite_test_names(*suites: type) -> set[str]:
-    """The test names the suite classes define."""
-    return {name for suite in suites for name in vars(suite) if name.startswith("test_")}
+    """The test names the suite classes define, themselves or through the suite classes
+    they combine (``WorkflowRepositoryTests``, ``HostScenarioTests``, ...)."""
+    return {
+        name
+        for suite in suites
+        for cls in suite.__mro__
+        if cls.__name__.endswith("Tests")
+        for name in vars(cls)
+        if name.startswith("test_")
+    }
 
 
 def node_ids(case_name: str, tests: Iterable[str]) -> list[str]:

@@ -10,7 +10,7 @@ test of the three suites.
 from __future__ import annotations
 
 import pytest
-from teeth_support import Broken, assert_caught, failed_tests, module_name
+from teeth_support import Broken, assert_caught, failed_tests, module_name, suite_test_names
 
 SUITES = ("WorkflowRepositoryTests", "SubscriptionRepositoryTests", "EventRepositoryTests")
 
@@ -476,9 +476,9 @@ def test_cases_name_real_suite_tests() -> None:
     from wfe_conformance.subscriptions import SubscriptionRepositoryTests
     from wfe_conformance.workflows import WorkflowRepositoryTests
 
-    known: set[str] = set()
-    for suite in (WorkflowRepositoryTests, SubscriptionRepositoryTests, EventRepositoryTests):
-        known.update(name for name in vars(suite) if name.startswith("test_"))
+    known = suite_test_names(
+        WorkflowRepositoryTests, SubscriptionRepositoryTests, EventRepositoryTests
+    )
     for case in CASES:
         unknown = set(case.must_fail) - known
         assert not unknown, f"{case.name}: no such suite tests {sorted(unknown)}"
@@ -487,15 +487,16 @@ def test_cases_name_real_suite_tests() -> None:
 
 def test_suite_test_names_are_unique() -> None:
     """No suite test shares its name with a test of another suite: in a class
-    combining them (ProviderConformance), one of the two would silently never run."""
+    combining them (ProviderConformance), one of the two would silently never run.
+    Every module counts, those of subpackages (the scenario mixins) too."""
     import importlib
     import pkgutil
 
     import wfe_conformance
 
     owners: dict[str, list[str]] = {}
-    for module_info in pkgutil.iter_modules(wfe_conformance.__path__):
-        module = importlib.import_module(f"wfe_conformance.{module_info.name}")
+    for module_info in pkgutil.walk_packages(wfe_conformance.__path__, "wfe_conformance."):
+        module = importlib.import_module(module_info.name)
         for cls in vars(module).values():
             if (
                 isinstance(cls, type)
@@ -508,7 +509,7 @@ def test_suite_test_names_are_unique() -> None:
     clashes = {name: classes for name, classes in owners.items() if len(classes) > 1}
     assert not clashes, f"test names defined in more than one suite: {clashes}"
     for suite in SUITES:
-        assert any(suite in classes for classes in owners.values()), suite
+        assert suite_test_names(getattr(wfe_conformance, suite)), suite
 
 
 def test_healthy_memory_provider_passes(isolated_pytester: pytest.Pytester) -> None:

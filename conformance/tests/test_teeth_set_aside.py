@@ -10,7 +10,7 @@ provider must pass the same tests.
 from __future__ import annotations
 
 import pytest
-from teeth_support import Broken, assert_caught, failed_tests, module_name
+from teeth_support import Broken, assert_caught, failed_tests, module_name, suite_test_names
 
 HEADER = """
 from __future__ import annotations
@@ -225,12 +225,7 @@ def test_cases_name_real_suite_tests() -> None:
     from wfe_conformance.events import EventRepositoryTests
     from wfe_conformance.poison import PoisonDataTests
 
-    known = {
-        name
-        for suite in (EventRepositoryTests, PoisonDataTests)
-        for name in vars(suite)
-        if name.startswith("test_")
-    }
+    known = suite_test_names(EventRepositoryTests, PoisonDataTests)
     for case in CASES:
         unknown = set(case.must_fail) - known
         assert not unknown, f"{case.name}: no such suite tests {sorted(unknown)}"

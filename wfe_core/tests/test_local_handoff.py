@@ -214,7 +214,7 @@ async def parked(host: WorkflowHost, store: MemoryPersistenceProvider, wid: str,
     """Wait until ``wid`` subscribed to EVENT/``key`` and its pass is over."""
 
     async def ready() -> bool:
-        return wid not in host._active and await waiting_on(store, wid, key)
+        return wid not in host.passes.active and await waiting_on(store, wid, key)
 
     await until(ready, f"workflow {wid} waiting for {EVENT}/{key}")
 

@@ -1,6 +1,8 @@
 """What only the SQLite provider promises: bad input refused clearly with nothing
-half-written, versioned migrations, durability settings, writes proportional to what
-changed, index use, URLs, and several providers (as several processes) on one file."""
+half-written, migrations from several processes, its pragmas, writes proportional to
+what changed, index use, URLs, and several providers (as several processes) on one file.
+Group commit, migrations, round trips and durability settings every SQL dialect shares
+are in test_sqlite_dialect_suite.py (the wfe_sql.testing suite)."""
 
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from wfe_core.models import (
 )
 from wfe_core.registry import StoreComponents, open_store
 
-from wfe_sql import SCHEMA_VERSION, Migration, SchemaVersionError, migrate
+from wfe_sql import SCHEMA_VERSION
 from wfe_sqlite import (
     SqliteDriver,
     SqliteLockProvider,
@@ -137,30 +139,6 @@ async def test_database_locked_longer_than_busy_timeout(db: Path) -> None:
         assert await provider.create_workflow(instance(id="after")) == "after"
 
 
-async def test_newer_schema_is_refused_with_both_versions(db: Path) -> None:
-    async with SqlitePersistenceProvider(db):
-        pass
-    conn = sqlite3.connect(db)
-    conn.execute(
-        "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (?, ?, ?)",
-        (SCHEMA_VERSION + 41, "from the future", 0),
-    )
-    conn.commit()
-    conn.close()
-    before = raw_rows(db, "SELECT * FROM wfe_schema_version ORDER BY version")
-    with pytest.raises(SchemaVersionError) as raised:
-        async with SqlitePersistenceProvider(db):
-            pass
-    message = str(raised.value)
-    assert f"version {SCHEMA_VERSION + 41}" in message
-    assert f"up to {SCHEMA_VERSION}" in message
-    assert "upgrade wfe" in message
-    assert isinstance(raised.value, ProviderUnavailable)
-    assert raised.value.stored == SCHEMA_VERSION + 41
-    assert raised.value.supported == SCHEMA_VERSION
-    assert raw_rows(db, "SELECT * FROM wfe_schema_version ORDER BY version") == before
-
-
 async def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="synchronous must be one of"):
         SqlitePersistenceProvider("x.db", synchronous="SOMETIMES")
@@ -188,31 +166,8 @@ async def test_closed_provider_refuses_calls(db: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------
-# migrations
+# migrations from several processes (the shared ones: test_sqlite_dialect_suite.py)
 # --------------------------------------------------------------------------------------
-
-
-async def test_ensure_store_exists_is_idempotent_and_recorded(
-    store: SqlitePersistenceProvider, db: Path
-) -> None:
-    for _ in range(3):
-        await store.ensure_store_exists()
-    async with SqlitePersistenceProvider(db) as again:
-        await again.ensure_store_exists()
-    rows = raw_rows(db, "SELECT version, description FROM wfe_schema_version")
-    assert rows == [(SCHEMA_VERSION, f"created at version {SCHEMA_VERSION}")]
-
-
-async def test_two_providers_migrate_one_file_concurrently(db: Path) -> None:
-    providers = [SqlitePersistenceProvider(db) for _ in range(4)]
-    try:
-        await asyncio.gather(*(p.ensure_store_exists() for p in providers))
-        ids = await asyncio.gather(*(p.create_workflow(instance()) for p in providers))
-        assert len(set(ids)) == 4
-    finally:
-        for p in providers:
-            await p.close()
-    assert raw_rows(db, "SELECT version FROM wfe_schema_version") == [(SCHEMA_VERSION,)]
 
 
 def test_processes_migrate_one_new_file_concurrently(db: Path) -> None:
@@ -240,95 +195,8 @@ def test_processes_migrate_one_new_file_concurrently(db: Path) -> None:
     assert raw_rows(db, "PRAGMA journal_mode") == [("wal",)]
 
 
-async def test_upgrade_runs_each_missing_step_once(db: Path) -> None:
-    async with SqlitePersistenceProvider(db) as provider:
-        await provider.create_workflow(instance(id="kept"))
-    step = Migration(
-        SCHEMA_VERSION + 1,
-        "add a column",
-        lambda driver: ["ALTER TABLE wfe_events ADD COLUMN note TEXT"],
-    )
-    driver = SqliteDriver(db)
-    try:
-        assert await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[step]) == SCHEMA_VERSION
-        assert (
-            await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[step])
-            == SCHEMA_VERSION + 1
-        )
-        with pytest.raises(SchemaVersionError, match="upgrade wfe"):
-            await migrate(driver, target=SCHEMA_VERSION)
-    finally:
-        await driver.close()
-    versions = raw_rows(db, "SELECT version, description FROM wfe_schema_version ORDER BY 1")
-    assert versions == [
-        (SCHEMA_VERSION, f"created at version {SCHEMA_VERSION}"),
-        (SCHEMA_VERSION + 1, "add a column"),
-    ]
-    assert "note" in [r[1] for r in raw_rows(db, "PRAGMA table_info(wfe_events)")]
-    assert raw_rows(db, "SELECT id FROM wfe_workflows") == [("kept",)]
-
-
-async def test_version_1_store_is_migrated_to_version_2(db: Path) -> None:
-    """A store written by schema version 1 (no claim, control or set-aside columns)
-    gets them from migration 2 and keeps its rows."""
-    async with SqlitePersistenceProvider(db) as provider:
-        await provider.create_workflow(instance(id="old"))
-    con = sqlite3.connect(db)
-    con.execute("DROP INDEX wfe_ix_workflows_control")
-    for table, column in (
-        ("wfe_workflows", "owner"),
-        ("wfe_workflows", "lease_until"),
-        ("wfe_workflows", "control"),
-        ("wfe_events", "set_aside"),
-    ):
-        con.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-    con.execute("DELETE FROM wfe_schema_version")
-    con.execute(
-        "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (1, 'v1', 0)"
-    )
-    con.commit()
-    con.close()
-    async with SqlitePersistenceProvider(db) as provider:
-        assert await provider.claim_workflow("old", "me", datetime.now(UTC) + timedelta(seconds=30))
-        await provider.request_control("old", "suspend")
-        assert (await provider.get_workflow_instance("old")).control_request == "suspend"
-    assert raw_rows(db, "SELECT max(version) FROM wfe_schema_version") == [(2,)]
-    indexes = [r[1] for r in raw_rows(db, "PRAGMA index_list(wfe_workflows)")]
-    assert "wfe_ix_workflows_control" in indexes
-
-
-async def test_missing_migration_step_is_refused(db: Path) -> None:
-    async with SqlitePersistenceProvider(db):
-        pass
-    driver = SqliteDriver(db)
-    try:
-        with pytest.raises(SchemaVersionError, match="no migration leads to version"):
-            await migrate(driver, target=SCHEMA_VERSION + 2, migrations=[])
-    finally:
-        await driver.close()
-    assert raw_rows(db, "SELECT version FROM wfe_schema_version") == [(SCHEMA_VERSION,)]
-
-
-async def test_failed_migration_step_changes_nothing(db: Path) -> None:
-    async with SqlitePersistenceProvider(db):
-        pass
-    broken = Migration(
-        SCHEMA_VERSION + 1,
-        "broken",
-        lambda driver: ["ALTER TABLE wfe_events ADD COLUMN fine TEXT", "THIS IS NOT SQL"],
-    )
-    driver = SqliteDriver(db)
-    try:
-        with pytest.raises(ProviderUnavailable):
-            await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[broken])
-    finally:
-        await driver.close()
-    assert raw_rows(db, "SELECT version FROM wfe_schema_version") == [(SCHEMA_VERSION,)]
-    assert "fine" not in [r[1] for r in raw_rows(db, "PRAGMA table_info(wfe_events)")]
-
-
 # --------------------------------------------------------------------------------------
-# durability and connections
+# pragmas and connections (checkpoints vs hints: test_sqlite_dialect_suite.py too)
 # --------------------------------------------------------------------------------------
 
 
@@ -345,29 +213,6 @@ async def test_synchronous_normal_option(db: Path) -> None:
         await p.create_workflow(instance())
         assert await p.driver.pragma("synchronous") == 1  # NORMAL
         assert await p.driver.pragma("busy_timeout") == 12000
-
-
-async def test_lock_and_queue_writes_do_not_weaken_checkpoints(db: Path) -> None:
-    components = provider_from_url(f"sqlite:///{db}")
-    persistence = components.persistence
-    assert isinstance(persistence, SqlitePersistenceProvider)
-    assert components.lock_provider is not None
-    assert components.queue_provider is not None
-    async with persistence:
-        await components.lock_provider.start()
-        await components.queue_provider.start()
-        await components.lock_provider.acquire_lock("r", 5.0)
-        await components.queue_provider.queue_work("w", QueueType.WORKFLOW)
-        seen: list[int] = []
-
-        def trace(conn: sqlite3.Connection) -> None:
-            seen.append(conn.execute("PRAGMA synchronous").fetchone()[0])
-
-        await persistence.create_workflow(instance())
-        await persistence.driver.on_writer(trace)
-        assert seen == [2]  # back to FULL for the checkpoint
-        await components.queue_provider.stop()
-        await components.lock_provider.stop()
 
 
 async def test_checkpoints_run_at_full_while_hints_interleave(db: Path) -> None:
@@ -532,28 +377,6 @@ async def test_new_pointers_are_appended_in_creation_order(
     assert [o for (o,) in ordinals] == list(range(8))
     reloaded = await store.get_workflow_instance(wid)
     assert [p.step_id for p in reloaded.execution_pointers] == [0, 1, 2, 10, 11, 12, 13, 14]
-
-
-async def test_persist_checkpoint_is_one_round_trip(store: SqlitePersistenceProvider) -> None:
-    """A checkpoint with subscriptions is one transaction: UPDATE, upsert, insert."""
-    from wfe_core.models import EventSubscription
-
-    wid = await store.create_workflow(instance(pointers=5))
-    loaded = await store.get_workflow_instance(wid)
-    log = StatementLog()
-    await log.install(store)
-    loaded.execution_pointers[4].event_name = "e"
-    sub = EventSubscription(
-        workflow_id=wid,
-        step_id=4,
-        execution_pointer_id=loaded.execution_pointers[4].id,
-        event_name="e",
-        event_key="k",
-        subscribe_as_of=T0,
-    )
-    await store.persist_workflow(loaded, [sub])
-    kinds = [s.split()[0].upper() for s in log.statements if not s.startswith("PRAGMA")]
-    assert kinds == ["BEGIN", "UPDATE", "INSERT", "INSERT", "COMMIT"]
 
 
 # --------------------------------------------------------------------------------------

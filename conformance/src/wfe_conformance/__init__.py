@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import pytest
 
-pytest.register_assert_rewrite(
+_ASSERT_REWRITTEN = (
     "wfe_conformance.base",
     "wfe_conformance.capability_honesty",
     "wfe_conformance.commands",
@@ -35,13 +35,36 @@ pytest.register_assert_rewrite(
     "wfe_conformance.multihost",
     "wfe_conformance.ownership",
     "wfe_conformance.poison",
+    "wfe_conformance.poison_support",
     "wfe_conformance.queue_tests",
     "wfe_conformance.sample",
     "wfe_conformance.scenario_support",
     "wfe_conformance.scenarios",
+    "wfe_conformance.scenarios.activities",
+    "wfe_conformance.scenarios.basics",
+    "wfe_conformance.scenarios.compensation",
+    "wfe_conformance.scenarios.control",
+    "wfe_conformance.scenarios.control_flow",
+    "wfe_conformance.scenarios.errors",
+    "wfe_conformance.scenarios.events",
+    "wfe_conformance.scenarios.lifecycle",
+    "wfe_conformance.scenarios.middleware",
+    "wfe_conformance.scenarios.sagas",
+    "wfe_conformance.scenarios.scheduling",
+    "wfe_conformance.scenarios.sub_workflows",
+    "wfe_conformance.scenarios.support",
+    "wfe_conformance.scenarios.waits",
+    "wfe_conformance.services",
     "wfe_conformance.subscriptions",
+    "wfe_conformance.workflow_queries",
+    "wfe_conformance.workflow_round_trips",
+    "wfe_conformance.workflow_writes",
     "wfe_conformance.workflows",
 )
+"""Every module of the suite: pytest rewrites their asserts (a test in
+``conformance/tests`` checks that no module is missing)."""
+
+pytest.register_assert_rewrite(*_ASSERT_REWRITTEN)
 
 from wfe_conformance.base import SuiteBase, requires
 from wfe_conformance.capability_honesty import CapabilityHonestyTests

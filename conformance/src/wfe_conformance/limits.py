@@ -10,7 +10,8 @@ and the limit, before anything is written; a look-up by such a value finds nothi
 
 The engine side (a ``wait_for`` whose key is refused fails as an ordinary step error;
 ``publish_event`` refuses before storing) is in
-:class:`~wfe_conformance.scenarios.HostScenarioTests`, with the workflow defined here.
+:class:`~wfe_conformance.scenarios.HostScenarioTests`, with its workflows in
+:mod:`wfe_conformance.scenarios.errors` (re-exported here).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from wfe_conformance.sample import (
     make_instance,
     make_subscription,
 )
-from wfe_conformance.scenario_support import EVENT_1, Data, noop
-from wfe_core import ErrorBehavior, StepContext, Workflow, WorkflowBuilder
+from wfe_conformance.scenarios.errors import BadWaitKeyWorkflow, NulErrorWorkflow
 
 __all__ = ["BadWaitKeyWorkflow", "KeyLimitTests", "NulErrorWorkflow", "long_key", "unicode_key"]
 
@@ -72,41 +72,6 @@ async def _no_events(provider: PersistenceProvider) -> None:
 
 async def _no_instances(provider: PersistenceProvider) -> None:
     assert await provider.query_workflows(take=10) == [], "an instance was stored"
-
-
-async def _set_flag(context: StepContext[Data]) -> None:
-    context.data.flag = True
-
-
-class BadWaitKeyWorkflow(Workflow[Data]):
-    """start → wait for ``EVENT_1`` with the data's key (on_error TERMINATE) → set flag."""
-
-    id = "scn-bad-wait-key"
-    version = 1
-    data_type = Data
-
-    def build(self, builder: WorkflowBuilder[Data]) -> None:
-        (
-            builder.start_with(noop)
-            .wait_for(EVENT_1, key=lambda d: d.key)
-            .on_error(ErrorBehavior.TERMINATE)
-            .then(_set_flag)
-        )
-
-
-def _raise_nul(context: Any) -> None:
-    raise RuntimeError("bad\x00byte")
-
-
-class NulErrorWorkflow(Workflow[Data]):
-    """One step raising an error whose message holds a NUL (on_error TERMINATE)."""
-
-    id = "scn-nul-error"
-    version = 1
-    data_type = Data
-
-    def build(self, builder: WorkflowBuilder[Data]) -> None:
-        builder.start_with(_raise_nul).on_error(ErrorBehavior.TERMINATE)
 
 
 class KeyLimitTests(SuiteBase):

@@ -24,7 +24,7 @@ from wfe_core.models import ExecutionPointer, WorkflowInstance, WorkflowStatus, 
 from wfe_core.persistence import PersistenceProvider
 
 from wfe_conformance.base import SuiteBase
-from wfe_conformance.scenario_support import wait_until
+from wfe_conformance.scenarios.support import wait_until
 from wfe_core import HostOptions, StepContext, Workflow, WorkflowBuilder, WorkflowHost
 
 __all__ = ["GrantingLock", "LongStepWorkflow", "OwnershipTests", "StepProbe"]

@@ -7,11 +7,10 @@ such a value as a :class:`~wfe_core.serialization.Undecodable` (which encodes ba
 the stored data verbatim); the host sets an undecodable event aside and suspends an
 undecodable instance, with the reason stored and reported once.
 
-A conformance test only reaches the store through the provider under test, whose
-serializer learns every type it writes. :class:`PoisonPayload` therefore stands in for
-"a type only the writer knows": the store writes it like any dataclass, but rebuilding
-it fails (as it does in a process lacking the type) until the test calls
-:func:`make_decodable` -- the moment the missing type is registered.
+A conformance test only reaches the store through the provider under test, so
+:class:`PoisonPayload` stands in for "a type only the writer knows" until the test
+calls :func:`make_decodable` (both in :mod:`wfe_conformance.poison_support`, with the
+workflows of these tests, and re-exported here).
 
 The same module checks that a step body whose constructor raises is an ordinary step
 error (recorded, error policy followed), not a pass that fails at every poll.
@@ -20,9 +19,7 @@ error (recorded, error policy followed), not a pass that fails at every poll.
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -38,26 +35,34 @@ from wfe_core.models import (
 from wfe_core.persistence import PersistenceProvider
 from wfe_core.serialization import Undecodable, has_undecodable
 
-from wfe_conformance.base import SuiteBase
+from wfe_conformance.poison_support import (
+    POISON_EVENT,
+    ExplodingDefaultWorkflow,
+    ExplodingRetryWorkflow,
+    ExplodingTerminateWorkflow,
+    PoisonDataWorkflow,
+    PoisonPayload,
+    PoisonPointerWorkflow,
+    PoisonWaitWorkflow,
+    make_decodable,
+)
 from wfe_conformance.sample import FAR_FUTURE, FAR_PAST
-from wfe_conformance.scenario_support import (
+from wfe_conformance.scenarios.support import (
     Data,
     HostBuilder,
     HostFactory,
+    ScenarioBase,
+    capture,
     far_future,
+    uid,
     wait_for_subscription,
     wait_until,
 )
 from wfe_core import (
-    ErrorBehavior,
-    ExecutionResult,
     HostOptions,
     LifecycleEvent,
     LifecycleEventType,
-    StepBody,
-    StepContext,
     Workflow,
-    WorkflowBuilder,
     WorkflowHost,
     WorkflowStatus,
 )
@@ -68,195 +73,18 @@ __all__ = [
     "make_decodable",
 ]
 
-_DECODABLE: set[str] = set()
-
-POISON_EVENT = "poison-event"
-
-
-@dataclass
-class PoisonPayload:
-    """A value the store writes but cannot rebuild until :func:`make_decodable` is
-    called for its ``key``: what a process lacking the type sees."""
-
-    key: str
-    amount: int = 0
-
-    def __post_init__(self) -> None:
-        if self.key not in _DECODABLE:
-            raise ValueError(f"the type PoisonPayload is not available for {self.key!r}")
-
-    @classmethod
-    def written_by_another_process(cls, key: str, amount: int = 0) -> PoisonPayload:
-        """An instance as the process that knows the type would hand it in."""
-        payload = cls.__new__(cls)
-        payload.key = key
-        payload.amount = amount
-        return payload
-
-
-def make_decodable(key: str) -> None:
-    """From now on, :class:`PoisonPayload` values with this ``key`` can be rebuilt (the
-    missing type has been registered)."""
-    _DECODABLE.add(key)
-
-
-def _capture(events: list[LifecycleEvent]) -> Callable[[WorkflowHost], None]:
-    """A host configurator appending every lifecycle event to ``events``."""
-
-    def configure(host: WorkflowHost) -> None:
-        host.on_lifecycle_event(events.append)
-
-    return configure
-
-
-def uid() -> str:
-    """A fresh unique key."""
-    return uuid.uuid4().hex
-
-
-# --------------------------------------------------------------------------------------
-# Workflows
-# --------------------------------------------------------------------------------------
-
-
-class PoisonWaitWorkflow(Workflow[Data]):
-    """Wait for POISON_EVENT keyed by data.key as of data.base_time (now when None); the
-    event data lands in ``last``."""
-
-    id = "poison-wait"
-    version = 1
-    data_type = Data
-
-    def build(self, builder: WorkflowBuilder[Data]) -> None:
-        builder.start_with(_noop).wait_for(
-            POISON_EVENT, key=lambda d: d.key, effective_date=lambda d: d.base_time
-        ).output(last=lambda s: s.event_data)
-
-
-class PoisonDataWorkflow(Workflow[dict[str, Any]]):
-    """One step appending "ran" to ``data["steps"]``; its data carries a payload."""
-
-    id = "poison-data"
-    version = 1
-    data_type = dict
-
-    def build(self, builder: WorkflowBuilder[dict[str, Any]]) -> None:
-        builder.start_with(_append_ran)
-
-
-class PoisonPointerWorkflow(Workflow[dict[str, Any]]):
-    """A step that keeps a payload as its persistence data and sleeps, then (with the
-    payload rebuilt) records it and proceeds."""
-
-    id = "poison-pointer"
-    version = 1
-    data_type = dict
-
-    def build(self, builder: WorkflowBuilder[dict[str, Any]]) -> None:
-        builder.start_with(_keep_payload)
-
-
-class ExplodingBody(StepBody):
-    """A step body whose constructor raises."""
-
-    def __init__(self) -> None:
-        raise RuntimeError("ExplodingBody cannot be constructed")
-
-    async def run(self, context: StepContext[Any]) -> ExecutionResult:
-        """Never reached."""
-        return ExecutionResult.next()
-
-
-class ExplodingTerminateWorkflow(Workflow[Data]):
-    """An unconstructible step with on_error(TERMINATE)."""
-
-    id = "poison-exploding-terminate"
-    version = 1
-    data_type = Data
-
-    def build(self, builder: WorkflowBuilder[Data]) -> None:
-        builder.start_with(ExplodingBody).on_error(ErrorBehavior.TERMINATE)
-
-
-class ExplodingRetryWorkflow(Workflow[Data]):
-    """An unconstructible step retried twice, then failing."""
-
-    id = "poison-exploding-retry"
-    version = 1
-    data_type = Data
-
-    def build(self, builder: WorkflowBuilder[Data]) -> None:
-        builder.start_with(ExplodingBody).on_error(
-            ErrorBehavior.RETRY, retry_interval=timedelta(milliseconds=10), max_retries=2
-        )
-
-
-class ExplodingDefaultWorkflow(Workflow[Data]):
-    """An unconstructible step under the default error policy (retry)."""
-
-    id = "poison-exploding-default"
-    version = 1
-    data_type = Data
-
-    def build(self, builder: WorkflowBuilder[Data]) -> None:
-        builder.start_with(ExplodingBody)
-
-
-async def _noop(context: StepContext[Any]) -> None:
-    """Do nothing."""
-
-
-async def _append_ran(context: StepContext[Any]) -> None:
-    context.data["steps"].append("ran")
-
-
-async def _keep_payload(context: StepContext[Any]) -> ExecutionResult:
-    kept = context.persistence_data
-    if kept is None:
-        payload = PoisonPayload.written_by_another_process(context.data["key"], 5)
-        return ExecutionResult.sleep(timedelta(milliseconds=1), payload)
-    context.data["steps"].append(f"kept {kept.key} {kept.amount}")
-    return ExecutionResult.next()
-
-
 # --------------------------------------------------------------------------------------
 # The suite
 # --------------------------------------------------------------------------------------
 
 
-class PoisonDataTests(SuiteBase):
-    """Undecodable data is read as Undecodable, set aside or suspended, never blocking."""
+class PoisonDataTests(ScenarioBase):
+    """Undecodable data is read as Undecodable, set aside or suspended, never blocking.
 
-    timeout: float = 10.0
-    """Upper bound (seconds) for every wait on a workflow or condition."""
-
-    host_defaults: dict[str, Any] = {
-        "poll_interval": 0.05,
-        "idle_time": 0.01,
-        "error_retry_interval": 0.05,
-        "lock_ttl": 5.0,
-        "stop_timeout": 5.0,
-    }
-    """HostOptions for every host of these scenarios."""
-
-    @pytest.fixture
-    def host_builder(self, provider: PersistenceProvider) -> HostBuilder:
-        """Builds an unstarted host on ``provider`` (the same fixture as
-        ``HostScenarioTests``: override it once for both)."""
-
-        def build(options: HostOptions) -> WorkflowHost:
-            return WorkflowHost(provider, options=options)
-
-        return build
-
-    @pytest.fixture
-    async def host_factory(self, host_builder: HostBuilder) -> AsyncIterator[HostFactory]:
-        """Builds, prepares and starts hosts; stops them at teardown (bounded)."""
-        factory = HostFactory(host_builder, dict(self.host_defaults), self.timeout)
-        try:
-            yield factory
-        finally:
-            await factory.close()
+    Its hosts come from the fixtures of
+    :class:`~wfe_conformance.scenarios.support.ScenarioBase` (``host_builder``,
+    ``host_factory``), shared with ``HostScenarioTests``: override them once for both.
+    """
 
     def poison_client(self, host_builder: HostBuilder, *workflows: Workflow[Any]) -> WorkflowHost:
         """A host that is never started: a client process that writes and controls."""
@@ -404,7 +232,7 @@ class PoisonDataTests(SuiteBase):
         one warning) and the next event for the same name and key is delivered."""
         caplog.set_level(logging.WARNING, logger="wfe")
         lifecycle: list[LifecycleEvent] = []
-        worker = await host_factory(PoisonWaitWorkflow(), configure=_capture(lifecycle))
+        worker = await host_factory(PoisonWaitWorkflow(), configure=capture(lifecycle))
         key = uid()
         wid = await worker.start_workflow(PoisonWaitWorkflow.id, Data(key=key))
         await wait_for_subscription(provider, POISON_EVENT, key, self.timeout)
@@ -473,7 +301,7 @@ class PoisonDataTests(SuiteBase):
         """A worker that cannot decode an instance's data records one error, suspends
         it and leaves it; once the type is known and the workflow resumed it completes."""
         lifecycle: list[LifecycleEvent] = []
-        worker = await host_factory(PoisonDataWorkflow(), configure=_capture(lifecycle))
+        worker = await host_factory(PoisonDataWorkflow(), configure=capture(lifecycle))
         key = uid()
         client = self.poison_client(host_builder, PoisonDataWorkflow())
         wid = await client.start_workflow(
@@ -566,11 +394,9 @@ class PoisonDataTests(SuiteBase):
     ) -> None:
         """A StepBody whose constructor raises is a step error: with on_error(TERMINATE)
         one error is recorded with the message and the workflow is TERMINATED."""
-        host = await host_factory(ExplodingTerminateWorkflow())
-        wid = await host.start_workflow(ExplodingTerminateWorkflow.id, Data())
-        done = await host.wait_for_workflow(wid, self.timeout)
+        host, done = await host_factory.run_to_end(ExplodingTerminateWorkflow(), Data())
         assert done.status == WorkflowStatus.TERMINATED
-        (error,) = await host.get_errors(wid)
+        (error,) = await host.get_errors(done.id)
         assert "ExplodingBody cannot be constructed" in error.message
         assert error.execution_pointer_id == done.execution_pointers[0].id
 
@@ -579,11 +405,9 @@ class PoisonDataTests(SuiteBase):
     ) -> None:
         """A StepBody whose constructor raises is retried by the retry policy (one error
         per attempt) and fails the workflow when max_retries is exhausted."""
-        host = await host_factory(ExplodingRetryWorkflow())
-        wid = await host.start_workflow(ExplodingRetryWorkflow.id, Data())
-        done = await host.wait_for_workflow(wid, self.timeout)
+        host, done = await host_factory.run_to_end(ExplodingRetryWorkflow(), Data())
         assert done.status == WorkflowStatus.TERMINATED
-        errors = await host.get_errors(wid)
+        errors = await host.get_errors(done.id)
         assert len(errors) == 3
         assert all("ExplodingBody cannot be constructed" in e.message for e in errors)
 

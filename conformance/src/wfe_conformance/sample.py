@@ -13,6 +13,7 @@ overrides for the fields a test cares about.
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from wfe_core.models import (
     WorkflowStatus,
     new_id,
 )
+from wfe_core.persistence import PersistenceProvider
 from wfe_core.serialization import register_type
 
 __all__ = [
@@ -47,6 +49,7 @@ __all__ = [
     "assert_aware_utc",
     "assert_refused_as_naive",
     "assert_same",
+    "create_sample",
     "make_event",
     "make_instance",
     "make_pointer",
@@ -54,6 +57,7 @@ __all__ = [
     "model_differences",
     "sample_data",
     "sample_progress",
+    "snapshot_at",
 ]
 
 BASE_TIME = datetime(2024, 3, 5, 10, 20, 30, 123456, tzinfo=UTC)
@@ -257,6 +261,21 @@ def make_instance(*, pointers: int = 3, **overrides: Any) -> WorkflowInstance:
     }
     values.update(overrides)
     return WorkflowInstance(**values)
+
+
+def snapshot_at(instance: WorkflowInstance, revision: int) -> WorkflowInstance:
+    """A snapshot of ``instance`` as the store should hold it at ``revision``."""
+    snapshot = copy.deepcopy(instance)
+    snapshot.revision = revision
+    return snapshot
+
+
+async def create_sample(provider: PersistenceProvider, **overrides: Any) -> WorkflowInstance:
+    """Create a full sample instance (:func:`make_instance` with ``overrides``) and
+    return the caller's object (id written back)."""
+    instance = make_instance(**overrides)
+    await provider.create_workflow(instance)
+    return instance
 
 
 def make_subscription(**overrides: Any) -> EventSubscription:

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from wfe_core.builder import StepBuilder, WorkflowBuilder
 from wfe_core.capabilities import Capability
+from wfe_core.client import (
+    SyncWorkflowClient,
+    SyncWorkflowHandle,
+    WorkflowClient,
+    WorkflowHandle,
+)
 from wfe_core.definition import (
     ErrorBehavior,
     ExecutionResult,
     StepBody,
     StepContext,
-    Workflow,
     WorkflowDefinition,
 )
 from wfe_core.errors import (
@@ -27,6 +32,7 @@ from wfe_core.errors import (
     WfeError,
     WorkflowNotFound,
     WorkflowNotRegistered,
+    WorkflowTerminated,
 )
 from wfe_core.host import HostOptions, MiddlewarePhase, PendingActivity, WorkflowHost
 from wfe_core.models import (
@@ -43,7 +49,9 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.primitives import ActivityFailed, SubWorkflowFailed
+from wfe_core.provider_base import ProviderBase
 from wfe_core.serialization import register_type
+from wfe_core.workflow import Workflow
 
 __all__ = [
     "ActivityFailed",
@@ -66,6 +74,7 @@ __all__ = [
     "MiddlewarePhase",
     "PendingActivity",
     "PointerStatus",
+    "ProviderBase",
     "ProviderNotFound",
     "ProviderUnavailable",
     "QueueType",
@@ -76,15 +85,20 @@ __all__ = [
     "StepContext",
     "SubWorkflowFailed",
     "SubscriptionNotFound",
+    "SyncWorkflowClient",
+    "SyncWorkflowHandle",
     "TokenMismatch",
     "WfeError",
     "Workflow",
     "WorkflowBuilder",
+    "WorkflowClient",
     "WorkflowDefinition",
+    "WorkflowHandle",
     "WorkflowHost",
     "WorkflowInstance",
     "WorkflowNotFound",
     "WorkflowNotRegistered",
     "WorkflowStatus",
+    "WorkflowTerminated",
     "register_type",
 ]

@@ -9,6 +9,18 @@ Each call returns the builder of the step it adds, so chains read top to bottom:
 A *branch* is a callable taking a builder (``lambda b: b.start_with(X).then(Y)``);
 ``.do(branch)`` returns the container's builder, so ``.then(...)`` continues after
 the block.
+
+Typing
+------
+The builders are generic in the workflow's data type ``TData`` (and a step's builder
+also in its step body type ``TStep``), so with ``build(self, builder:
+WorkflowBuilder[Order])`` a type checker checks every function of the chain: data
+functions (``key=``, ``if_``, ``while_``, ``foreach``, ``decide``, ``recur(until=)``,
+``input``...) are ``Callable[[Order], ...]``, output functions take the step body
+(``.wait_for(...).output(paid=lambda s: s.event_data)`` sees a ``WaitFor``), function
+steps take a ``StepContext[Order]``, and branches take a ``WorkflowBuilder[Order]``.
+Every method returns a builder of the same ``TData``. Types only: at run time the
+builder behaves as before.
 """
 
 from __future__ import annotations
@@ -16,19 +28,22 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Self, overload
+
+from typing_extensions import TypeVar
 
 from wfe_core import primitives as prim
-from wfe_core.definition import (
+from wfe_core.errors import DefinitionError
+from wfe_core.steps import (
     ErrorBehavior,
     FunctionStep,
     Outcome,
     StepBody,
+    StepContext,
     WorkflowDefinition,
     WorkflowStep,
     _call_style,
 )
-from wfe_core.errors import DefinitionError
 
 __all__ = [
     "DecideBuilder",
@@ -39,8 +54,20 @@ __all__ = [
 ]
 
 TData = TypeVar("TData")
+TStep = TypeVar("TStep", bound=StepBody, covariant=True, default=StepBody)
+"""The step body class of a :class:`StepBuilder` (what ``output`` functions receive)."""
+TNewStep = TypeVar("TNewStep", bound=StepBody)
+TChain = TypeVar("TChain", bound="_Chain[Any]", default=Any)
+
 Branch = Callable[["WorkflowBuilder[Any]"], Any]
+"""An untyped branch (kept for old annotations); the methods take ``BranchFn[TData]``."""
 DataFn = Callable[..., Any]
+"""An untyped data function, as the builder stores it."""
+
+BranchFn = Callable[["WorkflowBuilder[TData]"], object]
+"""A branch: a function taking the builder of the branch (``lambda b: b.start_with(X)``)."""
+StepFn = Callable[[StepContext[TData]], object]
+"""A function step: ``fn(context)``, sync or async."""
 
 
 def _const_or_fn(value: Any) -> DataFn:
@@ -92,7 +119,13 @@ class _Chain(Generic[TData]):
         self._link(step)
         return step
 
-    def then(self, step: Any) -> StepBuilder[TData]:
+    @overload
+    def then(  # type: ignore[overload-overlap]  # a class wins
+        self, step: type[TNewStep]
+    ) -> StepBuilder[TData, TNewStep]: ...
+    @overload
+    def then(self, step: StepFn[TData]) -> StepBuilder[TData, FunctionStep]: ...
+    def then(self, step: Any) -> StepBuilder[TData, Any]:
         """Add ``step`` (a StepBody subclass or a function(context)) after this one."""
         factory, name, thread = _make_body(step, f"then() after {self._where()}")
         return StepBuilder(self._wb, self._add(factory, name, thread=thread))
@@ -103,10 +136,10 @@ class _Chain(Generic[TData]):
     def wait_for(
         self,
         name: str,
-        key: Any = "",
-        effective_date: Any = None,
-        timeout: Any = None,
-    ) -> StepBuilder[TData]:
+        key: str | Callable[[TData], object] = "",
+        effective_date: datetime | Callable[[TData], datetime | None] | None = None,
+        timeout: timedelta | Callable[[TData], timedelta | None] | None = None,
+    ) -> StepBuilder[TData, prim.WaitFor]:
         """Wait for event ``name`` with ``key`` (a value or fn(data)); outputs
         ``event_data`` and ``timed_out``. With ``timeout`` the step proceeds with
         ``event_data = None`` and ``timed_out = True`` when no event came in time."""
@@ -114,7 +147,9 @@ class _Chain(Generic[TData]):
             raise DefinitionError(
                 f"wait_for after {self._where()}: event name must be a non-empty string"
             )
-        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.WaitFor, f"wait_for({name})"))
+        sb: StepBuilder[TData, prim.WaitFor] = StepBuilder(
+            self._wb, self._add(prim.WaitFor, f"wait_for({name})")
+        )
         sb._set_input("event_name", lambda _d: name)
         sb._set_input("event_key", _const_or_fn(key))
         if effective_date is not None:
@@ -123,32 +158,38 @@ class _Chain(Generic[TData]):
             sb._set_input("timeout", _duration_fn(timeout, "wait_for timeout"))
         return sb
 
-    def delay(self, period: Any) -> StepBuilder[TData]:
+    def delay(
+        self, period: timedelta | Callable[[TData], timedelta]
+    ) -> StepBuilder[TData, prim.Delay]:
         """Sleep for ``period`` (a timedelta or fn(data) -> timedelta), then go on."""
-        sb: StepBuilder[TData] = StepBuilder(self._wb, self._add(prim.Delay, "delay"))
+        sb: StepBuilder[TData, prim.Delay] = StepBuilder(self._wb, self._add(prim.Delay, "delay"))
         sb._set_input("period", _duration_fn(period, "delay"))
         return sb
 
-    def if_(self, condition: DataFn) -> ContainerBuilder[TData]:
+    def if_(self, condition: Callable[[TData], object]) -> ContainerBuilder[TData, prim.If]:
         """Run a branch once when ``condition(data)`` is true: ``.if_(c).do(branch)``."""
-        sb: ContainerBuilder[TData] = ContainerBuilder(
+        sb: ContainerBuilder[TData, prim.If] = ContainerBuilder(
             self._wb, self._add(prim.If, "if", container=True)
         )
         sb._set_input("condition", condition)
         return sb
 
-    def while_(self, condition: DataFn) -> ContainerBuilder[TData]:
+    def while_(self, condition: Callable[[TData], object]) -> ContainerBuilder[TData, prim.While]:
         """Repeat a branch while ``condition(data)`` is true."""
-        sb: ContainerBuilder[TData] = ContainerBuilder(
+        sb: ContainerBuilder[TData, prim.While] = ContainerBuilder(
             self._wb, self._add(prim.While, "while", container=True)
         )
         sb._set_input("condition", condition)
         return sb
 
-    def foreach(self, items: DataFn, parallel: bool = True) -> ContainerBuilder[TData]:
+    def foreach(
+        self,
+        items: Callable[[TData], Iterable[Any] | None],
+        parallel: bool | Callable[[TData], bool] = True,
+    ) -> ContainerBuilder[TData, prim.Foreach]:
         """Run a branch per item of ``items(data)`` (``context.item``), in parallel or
         one after another."""
-        sb: ContainerBuilder[TData] = ContainerBuilder(
+        sb: ContainerBuilder[TData, prim.Foreach] = ContainerBuilder(
             self._wb, self._add(prim.Foreach, "foreach", container=True)
         )
         sb._set_input("items", items)
@@ -159,7 +200,7 @@ class _Chain(Generic[TData]):
         """Start parallel branches: ``.parallel().do(a).do(b).join()``."""
         return ParallelBuilder(self._wb, self._add(prim.Sequence, "parallel", container=True))
 
-    def decide(self, value: DataFn) -> DecideBuilder[TData]:
+    def decide(self, value: Callable[[TData], object]) -> DecideBuilder[TData]:
         """Run the branches whose value equals ``value(data)``:
         ``.decide(fn).branch(v1, b1).branch(v2, b2)``."""
         sb: DecideBuilder[TData] = DecideBuilder(
@@ -168,30 +209,39 @@ class _Chain(Generic[TData]):
         sb._set_input("value", value)
         return sb
 
-    def saga(self, branch: Branch) -> StepBuilder[TData]:
+    def saga(self, branch: BranchFn[TData]) -> StepBuilder[TData, prim.Saga]:
         """A transaction scope: if a step inside fails, the completed steps inside are
         compensated in reverse order."""
         step = self._add(prim.Saga, "saga", container=True)
         step.is_saga = True
-        sb: StepBuilder[TData] = StepBuilder(self._wb, step)
+        sb: StepBuilder[TData, prim.Saga] = StepBuilder(self._wb, step)
         sb._add_branch(branch, None, "saga")
         return sb
 
-    def schedule(self, interval: Any) -> ScheduleBuilder[TData]:
+    def schedule(
+        self, interval: timedelta | Callable[[TData], timedelta]
+    ) -> ScheduleBuilder[TData, Self]:
         """A side branch that runs once after ``interval``; the chain goes on at once."""
         return ScheduleBuilder(self, prim.Schedule, "schedule", interval, None)
 
-    def recur(self, interval: Any, until: DataFn) -> ScheduleBuilder[TData]:
+    def recur(
+        self,
+        interval: timedelta | Callable[[TData], timedelta],
+        until: Callable[[TData], object],
+    ) -> ScheduleBuilder[TData, Self]:
         """A side branch run every ``interval`` until ``until(data)``; the chain goes on
         at once."""
         return ScheduleBuilder(self, prim.Recur, "recur", interval, until)
 
     def activity(
-        self, name: Any, params: Any = None, effective_date: Any = None
-    ) -> StepBuilder[TData]:
-        """Wait for an activity worker to run activity ``name`` with ``params(data)``;
-        outputs ``result``."""
-        sb: StepBuilder[TData] = StepBuilder(
+        self,
+        name: str | Callable[[TData], str],
+        params: Callable[[TData], object] | Any = None,
+        effective_date: datetime | Callable[[TData], datetime | None] | None = None,
+    ) -> StepBuilder[TData, prim.Activity]:
+        """Wait for an activity worker to run activity ``name`` with ``params`` (a value
+        or fn(data)); outputs ``result``."""
+        sb: StepBuilder[TData, prim.Activity] = StepBuilder(
             self._wb, self._add(prim.Activity, f"activity({name})")
         )
         sb._set_input("activity_name", _const_or_fn(name))
@@ -202,12 +252,15 @@ class _Chain(Generic[TData]):
         return sb
 
     def sub_workflow(
-        self, definition_id: str, version: int | None = None, data: Any = None
-    ) -> StepBuilder[TData]:
-        """Start child workflow ``definition_id`` with ``data(data)`` and wait for it;
-        outputs ``result`` (the child's final data). A child that does not complete
-        fails this step."""
-        sb: StepBuilder[TData] = StepBuilder(
+        self,
+        definition_id: str,
+        version: int | None = None,
+        data: Callable[[TData], object] | Any = None,
+    ) -> StepBuilder[TData, prim.SubWorkflow]:
+        """Start child workflow ``definition_id`` with ``data`` (a value or fn(data)) and
+        wait for it; outputs ``result`` (the child's final data). A child that does not
+        complete fails this step."""
+        sb: StepBuilder[TData, prim.SubWorkflow] = StepBuilder(
             self._wb, self._add(prim.SubWorkflow, f"sub_workflow({definition_id})")
         )
         sb._set_input("definition_id", lambda _d: definition_id)
@@ -216,7 +269,7 @@ class _Chain(Generic[TData]):
             sb._set_input("child_data", _const_or_fn(data))
         return sb
 
-    def end_workflow(self) -> StepBuilder[TData]:
+    def end_workflow(self) -> StepBuilder[TData, prim.EndWorkflow]:
         """End the workflow here (it completes; open branches are cancelled)."""
         return StepBuilder(self._wb, self._add(prim.EndWorkflow, "end_workflow"))
 
@@ -258,8 +311,14 @@ class WorkflowBuilder(_Chain[TData]):
             )
         self.first_step = step.id
 
-    def start_with(self, step: Any) -> StepBuilder[TData]:
-        """Add the first step."""
+    @overload
+    def start_with(  # type: ignore[overload-overlap]  # a class wins
+        self, step: type[TNewStep]
+    ) -> StepBuilder[TData, TNewStep]: ...
+    @overload
+    def start_with(self, step: StepFn[TData]) -> StepBuilder[TData, FunctionStep]: ...
+    def start_with(self, step: Any) -> StepBuilder[TData, Any]:
+        """Add the first step (a StepBody subclass or a function(context))."""
         factory, name, thread = _make_body(step, "start_with()")
         return StepBuilder(self, self._add(factory, name, thread=thread))
 
@@ -305,8 +364,12 @@ class WorkflowBuilder(_Chain[TData]):
         return WorkflowDefinition(id, version, data_type, steps, description)
 
 
-class StepBuilder(_Chain[TData]):
-    """The builder of one step: configure it, or chain the next step."""
+class StepBuilder(_Chain[TData], Generic[TData, TStep]):
+    """The builder of one step: configure it, or chain the next step.
+
+    ``TStep`` is the step body class (``WaitFor`` after ``wait_for``, your class after
+    ``then(YourStep)``, ``FunctionStep`` after ``then(function)``): ``output``
+    functions receive an instance of it."""
 
     def __init__(self, wb: WorkflowBuilder[Any], step: WorkflowStep) -> None:
         self._wb = wb
@@ -324,7 +387,7 @@ class StepBuilder(_Chain[TData]):
         self.step.inputs = [i for i in self.step.inputs if i[0] != attr]
         self.step.inputs.append((attr, fn, _call_style(fn, 2)))
 
-    def _add_branch(self, branch: Branch, value: Any, what: str) -> None:
+    def _add_branch(self, branch: BranchFn[Any], value: Any, what: str) -> None:
         if not callable(branch):
             raise DefinitionError(
                 f"{self.step.display_name}: {what} takes a branch: a function taking a builder"
@@ -336,24 +399,31 @@ class StepBuilder(_Chain[TData]):
         self.step.children.append(sub.first_step)
         self.step.child_values.append(value)
 
-    def name(self, name: str) -> StepBuilder[TData]:
+    def name(self, name: str) -> StepBuilder[TData, TStep]:
         """Give the step a display name."""
         self.step.name = name
         return self
 
-    def id(self, external_id: str) -> StepBuilder[TData]:
+    def id(self, external_id: str) -> StepBuilder[TData, TStep]:
         """Give the step an id that ``attach`` can jump to."""
         self.step.external_id = external_id
         return self
 
-    def attach(self, external_id: str) -> StepBuilder[TData]:
+    def attach(self, external_id: str) -> StepBuilder[TData, TStep]:
         """Continue at the step with this id (a jump; makes loops)."""
         self.step.pending_attach.append(external_id)
         return self
 
-    def input(self, **mappings: DataFn) -> StepBuilder[TData]:
+    @overload
+    def input(self, **mappings: Callable[[TData], object]) -> StepBuilder[TData, TStep]: ...
+    @overload
+    def input(
+        self, **mappings: Callable[[TData, StepContext[TData]], object]
+    ) -> StepBuilder[TData, TStep]: ...
+    def input(self, **mappings: DataFn) -> StepBuilder[TData, TStep]:
         """Set step attributes before each run: ``attr=fn(data)`` or
-        ``attr=fn(data, context)``."""
+        ``attr=fn(data, context)`` (type checkers want one kind per call: chain two
+        ``.input(...)`` calls to mix them)."""
         for attr, fn in mappings.items():
             if not callable(fn):
                 raise DefinitionError(
@@ -362,7 +432,7 @@ class StepBuilder(_Chain[TData]):
             self._set_input(attr, fn)
         return self
 
-    def output(self, **mappings: Callable[[Any], Any]) -> StepBuilder[TData]:
+    def output(self, **mappings: Callable[[TStep], object]) -> StepBuilder[TData, TStep]:
         """When the step proceeds, set ``data.<attr> = fn(step)`` (``data[attr]`` for
         dict data)."""
         for attr, fn in mappings.items():
@@ -379,7 +449,7 @@ class StepBuilder(_Chain[TData]):
         retry_interval: timedelta | None = None,
         max_retries: int | None = None,
         backoff: float = 1.0,
-    ) -> StepBuilder[TData]:
+    ) -> StepBuilder[TData, TStep]:
         """Choose what happens when this step (or block) fails."""
         if not isinstance(behavior, ErrorBehavior):
             raise DefinitionError(f"{self.step.display_name}: on_error takes an ErrorBehavior")
@@ -395,7 +465,7 @@ class StepBuilder(_Chain[TData]):
         self.step.backoff = backoff
         return self
 
-    def compensate_with(self, step: Any) -> StepBuilder[TData]:
+    def compensate_with(self, step: type[StepBody] | StepFn[TData]) -> StepBuilder[TData, TStep]:
         """Run ``step`` to undo this one when it (or its saga) fails."""
         factory, name, thread = _make_body(step, f"compensate_with() of {self._where()}")
         comp = self._wb._new_step(factory, name, thread=thread, container=False)
@@ -403,7 +473,7 @@ class StepBuilder(_Chain[TData]):
         self.step.compensation_step_id = comp.id
         return self
 
-    def compensate_with_sequence(self, branch: Branch) -> StepBuilder[TData]:
+    def compensate_with_sequence(self, branch: BranchFn[TData]) -> StepBuilder[TData, TStep]:
         """Run a sequence of steps to undo this one."""
         comp = self._wb._new_step(prim.Compensation, "compensation", thread=False, container=True)
         comp.is_compensation = True
@@ -412,8 +482,8 @@ class StepBuilder(_Chain[TData]):
         return self
 
     def cancel_condition(
-        self, condition: Callable[[Any], bool], proceed_after_cancel: bool = False
-    ) -> StepBuilder[TData]:
+        self, condition: Callable[[TData], bool], proceed_after_cancel: bool = False
+    ) -> StepBuilder[TData, TStep]:
         """Cancel this step (and its branches) as soon as ``condition(data)`` is true."""
         self.step.cancel_condition = condition
         self.step.proceed_after_cancel = proceed_after_cancel
@@ -421,6 +491,7 @@ class StepBuilder(_Chain[TData]):
 
     def when(self, value: Any, label: str | None = None) -> WhenBuilder[TData]:
         """Branch on this step's outcome: ``.when(v).do(branch)``; chain more ``.when``."""
+        switch: StepBuilder[TData, Any]
         if self.step.body is prim.OutcomeSwitch:
             switch = self
         else:
@@ -428,10 +499,10 @@ class StepBuilder(_Chain[TData]):
         return WhenBuilder(switch, value, label)
 
 
-class ContainerBuilder(StepBuilder[TData]):
+class ContainerBuilder(StepBuilder[TData, TStep]):
     """The builder of a block step (if, while, foreach)."""
 
-    def do(self, branch: Branch) -> StepBuilder[TData]:
+    def do(self, branch: BranchFn[TData]) -> StepBuilder[TData, TStep]:
         """Set the block's steps; returns the block's builder (``.then`` goes after it)."""
         if self.step.children:
             raise DefinitionError(f"{self.step.display_name}: do() was already called")
@@ -439,25 +510,25 @@ class ContainerBuilder(StepBuilder[TData]):
         return self
 
 
-class ParallelBuilder(StepBuilder[TData]):
+class ParallelBuilder(StepBuilder[TData, prim.Sequence]):
     """The builder of ``parallel()``: add branches with ``do``, finish with ``join``."""
 
-    def do(self, branch: Branch) -> ParallelBuilder[TData]:
+    def do(self, branch: BranchFn[TData]) -> ParallelBuilder[TData]:
         """Add one parallel branch."""
         self._add_branch(branch, None, "parallel do")
         return self
 
-    def join(self) -> StepBuilder[TData]:
+    def join(self) -> StepBuilder[TData, prim.Sequence]:
         """End the parallel block; ``.then`` continues when every branch is done."""
         if not self.step.children:
             raise DefinitionError(f"{self.step.display_name}: parallel() needs at least one do()")
         return StepBuilder(self._wb, self.step)
 
 
-class DecideBuilder(StepBuilder[TData]):
+class DecideBuilder(StepBuilder[TData, prim.Decide]):
     """The builder of ``decide()``: add ``branch(value, branch)`` cases."""
 
-    def branch(self, value: Any, branch: Branch) -> DecideBuilder[TData]:
+    def branch(self, value: Any, branch: BranchFn[TData]) -> DecideBuilder[TData]:
         """Run ``branch`` when the decided value equals ``value``."""
         self._add_branch(branch, value, "decide branch")
         return self
@@ -466,23 +537,24 @@ class DecideBuilder(StepBuilder[TData]):
 class WhenBuilder(Generic[TData]):
     """``.when(value)`` waiting for its ``.do(branch)``."""
 
-    def __init__(self, switch: StepBuilder[TData], value: Any, label: str | None) -> None:
+    def __init__(self, switch: StepBuilder[TData, Any], value: Any, label: str | None) -> None:
         self._switch = switch
         self._value = value
         self._label = label
 
-    def do(self, branch: Branch) -> StepBuilder[TData]:
+    def do(self, branch: BranchFn[TData]) -> StepBuilder[TData, prim.OutcomeSwitch]:
         """Run ``branch`` when the outcome matches; returns the switch's builder."""
         self._switch._add_branch(branch, self._value, f"when({self._value!r})")
         return self._switch
 
 
-class ScheduleBuilder(Generic[TData]):
-    """``schedule(...)`` / ``recur(...)`` waiting for its ``.do(branch)``."""
+class ScheduleBuilder(Generic[TData, TChain]):
+    """``schedule(...)`` / ``recur(...)`` waiting for its ``.do(branch)``; ``TChain`` is
+    the builder ``do`` gives back (the one ``schedule``/``recur`` was called on)."""
 
     def __init__(
         self,
-        chain: _Chain[TData],
+        chain: TChain,
         body: type[StepBody],
         name: str,
         interval: Any,
@@ -494,10 +566,10 @@ class ScheduleBuilder(Generic[TData]):
         self._interval = _duration_fn(interval, name)
         self._until = until
 
-    def do(self, branch: Branch) -> Any:
+    def do(self, branch: BranchFn[TData]) -> TChain:
         """Set the side branch; returns the builder of the step before ``schedule``."""
         step = self._chain._add(self._body, self._name, container=True)
-        sb: StepBuilder[TData] = StepBuilder(self._chain._wb, step)
+        sb: StepBuilder[TData, Any] = StepBuilder(self._chain._wb, step)
         sb._set_input("interval", self._interval)
         if self._until is not None:
             sb._set_input("until", self._until)

@@ -16,24 +16,25 @@ The named points (:data:`CRASH_POINTS`):
     ``_Pass._checkpoint`` (executor): just before / just after the instance (with its
     new subscriptions) is persisted after a step.
 ``delivery.after_persist``
-    ``WorkflowHost._deliver``: the instance holding the delivered event is persisted,
-    its subscription not yet terminated.
+    ``EventDelivery.deliver`` (host.delivery): the instance holding the delivered
+    event is persisted, its subscription not yet terminated.
 ``delivery.after_subscription``
-    ``WorkflowHost._deliver``: the subscription is terminated, the event not yet
-    marked processed (``_deliver_event``).
+    ``EventDelivery.deliver``: the subscription is terminated, the event not yet
+    marked processed (``EventDelivery.deliver_event``).
 ``activity.after_submit``
-    ``WorkflowHost._submit``: the activity result event is stored.
+    ``WorkflowClient._submit`` (client.activities): the activity result event is stored.
 ``child.after_create``
-    ``WorkflowHost._start_child``: the child instance is stored, the parent's
+    ``WorkflowClient.start_child`` (client.core): the child instance is stored, the parent's
     checkpoint (with its subscription to the child's end) not yet written.
 ``control.after_persist``
-    ``WorkflowHost._apply_control``: the suspended / resumed / terminated instance is
-    persisted; subscriptions not yet terminated, the end not yet handled.
+    ``WorkflowClient._apply_control`` (client.control): the suspended / resumed /
+    terminated instance is persisted; subscriptions not yet terminated, the end not
+    yet handled.
 ``control.after_subscriptions``
-    ``WorkflowHost._apply_control``: a terminated instance is persisted and its
+    ``WorkflowClient._apply_control``: a terminated instance is persisted and its
     subscriptions terminated; the end (its parent's ended event) not yet handled.
 ``ended.before_parent_event``
-    ``WorkflowHost._workflow_ended``: a child has ended (its final checkpoint is
+    ``WorkflowClient.workflow_ended`` (client.core): a child has ended (its final checkpoint is
     written) and the event telling its parent is not yet published.
 """
 

@@ -37,6 +37,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from wfe_core.builder import WorkflowBuilder
+from wfe_core.client import WorkflowClient
 from wfe_core.definition import StepContext, Workflow
 from wfe_core.host import HostOptions, WorkflowHost
 from wfe_core.models import (
@@ -222,14 +223,21 @@ class _Stores:
         return host
 
     @asynccontextmanager
-    async def client(self) -> AsyncIterator[WorkflowHost]:
-        """A host that is never started: it reads the store and publishes events."""
-        from wfe_core.cli import client_session
-
-        host = self.shared or WorkflowHost.from_url(self.url)
-        host.register_type(OrderData, Payment)
-        async with client_session(host):
-            yield host
+    async def client(self) -> AsyncIterator[WorkflowClient]:
+        """A client: it reads the store and publishes events; it runs nothing."""
+        shared = self.shared
+        if shared is not None:
+            client = WorkflowClient(
+                shared.persistence,
+                lock_provider=shared.lock_provider,
+                queue_provider=shared.queue_provider,
+                lifecycle=shared.lifecycle,
+            )
+        else:
+            client = WorkflowClient.from_url(self.url)
+        client.register_type(OrderData, Payment)
+        async with client:
+            yield client
 
 
 def _stage(instance: WorkflowInstance | None, now: datetime) -> str:

@@ -23,6 +23,7 @@ __all__ = [
     "WfeError",
     "WorkflowNotFound",
     "WorkflowNotRegistered",
+    "WorkflowTerminated",
 ]
 
 
@@ -167,3 +168,16 @@ class WorkflowNotRegistered(WfeError, LookupError):
         )
         self.definition_id = definition_id
         self.version = version
+
+
+class WorkflowTerminated(WfeError):
+    """A workflow whose result was asked for ended TERMINATED, not COMPLETE (it was
+    terminated, or an error policy ended it): ``instance`` is the ended instance."""
+
+    def __init__(self, instance: object, workflow_id: str) -> None:
+        super().__init__(
+            f"workflow {workflow_id} was terminated; it has no result "
+            "(see `wfe show ID` or client.get_errors(ID) for why)"
+        )
+        self.workflow_id = workflow_id
+        self.instance = instance

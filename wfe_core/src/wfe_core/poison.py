@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
+from wfe_core.engine import WorkflowEngine
 from wfe_core.errors import ConcurrencyError, EventNotFound
 from wfe_core.models import (
     Event,
@@ -37,9 +37,6 @@ from wfe_core.models import (
 )
 from wfe_core.serialization import Undecodable, undecodable_fields
 
-if TYPE_CHECKING:
-    from wfe_core.host import WorkflowHost
-
 __all__ = ["set_aside_if_poison", "suspend_if_undecodable", "undecodable_message"]
 
 log = logging.getLogger("wfe.poison")
@@ -47,7 +44,7 @@ log = logging.getLogger("wfe.poison")
 _ERROR_TYPE = "wfe_core.errors.SerializationError"
 
 
-async def set_aside_if_poison(host: WorkflowHost, event: Event) -> bool:
+async def set_aside_if_poison(host: WorkflowEngine, event: Event) -> bool:
     """Whether ``event`` must not be delivered because it is poison: it was set aside
     before, or its data is :class:`~wfe_core.serialization.Undecodable` (then it is set
     aside now; the caller that sets it aside publishes the lifecycle event and logs the
@@ -68,7 +65,7 @@ async def set_aside_if_poison(host: WorkflowHost, event: Event) -> bool:
             f"its data cannot be decoded: {reason}"
         )
         log.warning("%s", message)
-        await host._publish_lifecycle(
+        await host.publish_lifecycle(
             LifecycleEvent(
                 type=LifecycleEventType.EVENT_SET_ASIDE,
                 workflow_id="",
@@ -101,7 +98,7 @@ def undecodable_message(instance: WorkflowInstance) -> tuple[str, str | None] | 
 
 
 async def suspend_if_undecodable(
-    host: WorkflowHost,
+    host: WorkflowEngine,
     instance: WorkflowInstance,
     persist: Callable[[WorkflowInstance], Awaitable[None]] | None = None,
 ) -> bool:
@@ -143,7 +140,7 @@ async def suspend_if_undecodable(
         return True
     log.warning("workflow %s suspended: %s", instance.id, message)
     for kind in (LifecycleEventType.WORKFLOW_ERROR, LifecycleEventType.WORKFLOW_SUSPENDED):
-        event = host._lifecycle_event(kind, instance)
+        event = host.lifecycle_event(kind, instance)
         event.message = message
         if pointer_id is not None:
             pointer = instance.pointer(pointer_id)
@@ -151,5 +148,5 @@ async def suspend_if_undecodable(
             if pointer is not None:
                 event.step_id = pointer.step_id
                 event.step_name = pointer.step_name
-        await host._publish_lifecycle(event)
+        await host.publish_lifecycle(event)
     return True

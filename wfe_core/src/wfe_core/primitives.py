@@ -11,26 +11,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from wfe_core.definition import ExecutionResult, StepBody, StepContext
 from wfe_core.errors import WfeError
+from wfe_core.event_names import ACTIVITY_EVENT as ACTIVITY_EVENT
+from wfe_core.event_names import PARENT_ATTRIBUTE as PARENT_ATTRIBUTE
+from wfe_core.event_names import WORKFLOW_ENDED_EVENT as WORKFLOW_ENDED_EVENT
+from wfe_core.steps import ExecutionResult, StepBody, StepContext
 
 __all__ = [
     "ACTIVITY_EVENT",
+    "PARENT_ATTRIBUTE",
     "WORKFLOW_ENDED_EVENT",
     "ActivityFailed",
     "ActivityResult",
     "SubWorkflowFailed",
     "WorkflowEnded",
 ]
-
-ACTIVITY_EVENT = "wfe.activity"
-"""Event name of activity subscriptions (the key is the activity name)."""
-
-WORKFLOW_ENDED_EVENT = "wfe.workflow.ended"
-"""Event name published when a child workflow ends (the key is the child's id)."""
-
-PARENT_ATTRIBUTE = "wfe.parent_workflow_id"
-"""Extension attribute on a child's first pointer naming its parent workflow."""
 
 
 @dataclass
@@ -281,7 +276,9 @@ class SubWorkflow(StepBody):
         host = context.host
         if host is None:
             raise WfeError("sub_workflow needs a host")
-        child_id = await host._start_child(self, context)
+        child_id = await host.start_child(
+            context.workflow, pointer, self.definition_id, self.version, self.child_data
+        )
         return ExecutionResult.wait_for_event(
             WORKFLOW_ENDED_EVENT, child_id, context.pointer.start_time
         )

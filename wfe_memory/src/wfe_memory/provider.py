@@ -21,13 +21,11 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from wfe_core.capabilities import Capability
 from wfe_core.errors import (
-    CapabilityNotSupported,
     ConcurrencyError,
     ControlPending,
     EventNotFound,
@@ -60,6 +58,7 @@ from wfe_core.persistence import check_key as _check_key
 from wfe_core.persistence import check_non_negative as _non_negative
 from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import id_list as _id_list
+from wfe_core.provider_base import ProviderBase
 from wfe_core.serialization import JSONValue, Serializer, default_serializer
 
 if TYPE_CHECKING:
@@ -69,7 +68,6 @@ __all__ = ["MemoryPersistenceProvider", "provider_from_url"]
 
 _log = logging.getLogger("wfe.memory")
 
-_SUPPORTED: frozenset[Capability] = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURGE})
 _FINISHED = (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
 _ZERO = timedelta(0)
 
@@ -132,23 +130,6 @@ def _required_utc(value: datetime, what: str) -> datetime:
     return result
 
 
-def _reason(reason: str) -> str:
-    """Argument check: a set-aside reason is a non-empty string."""
-    if not isinstance(reason, str) or not reason:
-        raise ValueError(f"a set-aside reason must be a non-empty string, not {reason!r}")
-    return reason
-
-
-def _capability_set(capabilities: Iterable[Capability]) -> frozenset[Capability]:
-    result: set[Capability] = set()
-    for c in capabilities:
-        try:
-            result.add(Capability(c))
-        except ValueError:
-            raise ValueError(f"unknown capability {c!r}") from None
-    return frozenset(result)
-
-
 def _token_live(sub: EventSubscription, now: datetime) -> bool:
     """Whether a claim is held: a token whose expiry (if any) is after ``now``."""
     if sub.external_token is None:
@@ -185,7 +166,7 @@ class _StoredSubscription:
     seq: int
 
 
-class MemoryPersistenceProvider:
+class MemoryPersistenceProvider(ProviderBase):
     """An in-memory :class:`~wfe_core.persistence.PersistenceProvider` (not durable).
 
     Declares ``SCHEDULED_COMMANDS`` and ``PURGE``; pass ``capabilities`` (a subset) to
@@ -195,8 +176,11 @@ class MemoryPersistenceProvider:
     aware UTC datetime) for token-expiry checks.
 
     After :meth:`close` every call raises
-    :class:`~wfe_core.errors.ProviderUnavailable` and the data is dropped.
+    :class:`~wfe_core.errors.ProviderUnavailable` and the data is dropped. Usable as
+    ``async with``; it is a :class:`wfe_core.ProviderBase`.
     """
+
+    supported_capabilities = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURGE})
 
     def __init__(
         self,
@@ -206,15 +190,10 @@ class MemoryPersistenceProvider:
         clock: Callable[[], datetime] = utcnow,
         name: str = "",
     ) -> None:
-        self._capabilities = _SUPPORTED if capabilities is None else _capability_set(capabilities)
-        unsupported = self._capabilities - _SUPPORTED
-        if unsupported:
-            names = ", ".join(sorted(c.name for c in unsupported))
-            raise ValueError(f"MemoryPersistenceProvider cannot support {names}")
+        super().__init__(capabilities=capabilities)
         self._serializer = serializer if serializer is not None else default_serializer
         self._clock = clock
         self.name = name
-        self._closed = False
         self._seq = itertools.count()
         self._instances: dict[str, _StoredInstance] = {}
         self._subscriptions: dict[str, _StoredSubscription] = {}
@@ -227,17 +206,16 @@ class MemoryPersistenceProvider:
         self._in_flight: dict[tuple[str, str], datetime] = {}
         self._errors: dict[str, list[ExecutionError]] = {}
 
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self._instances)} instances"
-        label = f" {self.name!r}" if self.name else ""
-        return f"<MemoryPersistenceProvider{label} ({state})>"
+    @property
+    def store_name(self) -> str:
+        """The provider's ``name`` (quoted) for ``repr``; empty when it has none."""
+        return repr(self.name) if self.name else ""
+
+    def describe_state(self) -> str:
+        """How many instances are stored (shown by ``repr``)."""
+        return f"{len(self._instances)} instances"
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    @property
-    def capabilities(self) -> frozenset[Capability]:
-        """``SCHEDULED_COMMANDS`` and ``PURGE`` unless constructed with fewer."""
-        return self._capabilities
 
     async def ensure_store_exists(self) -> None:
         """Nothing to create; raises only when the provider is closed."""
@@ -247,7 +225,7 @@ class MemoryPersistenceProvider:
         """Drop all data; later calls raise ``ProviderUnavailable``. Idempotent."""
         if self._closed:
             return
-        self._closed = True
+        await super().close()
         for table in (
             self._instances,
             self._subscriptions,
@@ -262,28 +240,12 @@ class MemoryPersistenceProvider:
         ):
             table.clear()
 
-    async def __aenter__(self) -> Self:
-        await self.ensure_store_exists()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
     async def _enter(self) -> None:
         # Yield once, like real I/O would, so busy loops over the provider let other
         # tasks run. Everything a method does after this runs without another await.
         await asyncio.sleep(0)
         if self._closed:
             raise ProviderUnavailable("provider is closed")
-
-    def _require(self, capability: Capability) -> None:
-        if capability not in self._capabilities:
-            raise CapabilityNotSupported(capability, self)
 
     # -- stored form (the hooks a test may count) --------------------------------------
 
@@ -608,7 +570,7 @@ class MemoryPersistenceProvider:
     async def purge_workflows(self, status: WorkflowStatus, older_than: datetime) -> int:
         """Delete finished instances completed before ``older_than`` with their
         subscriptions and errors; return the count."""
-        self._require(Capability.PURGE)
+        self.require(Capability.PURGE)
         if status not in _FINISHED:
             raise ValueError(f"purge_workflows only purges COMPLETE or TERMINATED, not {status!r}")
         _check_aware(older_than, "older_than")
@@ -817,8 +779,7 @@ class MemoryPersistenceProvider:
 
     async def create_event(self, event: Event) -> str:
         """Insert an event; return its id (assigned when empty, written back)."""
-        if not isinstance(event, Event):
-            raise TypeError(f"event must be an Event, not {type(event).__name__}")
+        self.check_type(event, Event, "event")
         _check_event_text(event)
         event_time = _required_utc(event.event_time, "event.event_time")
         await self._enter()
@@ -832,7 +793,7 @@ class MemoryPersistenceProvider:
             event_time=event_time,
             id=event_id,
             is_processed=bool(event.is_processed) or event.set_aside is not None,
-            set_aside=_reason(event.set_aside) if event.set_aside is not None else None,
+            set_aside=self.check_reason(event.set_aside) if event.set_aside is not None else None,
         )
         self._events[event_id] = _StoredEvent(stored, next(self._seq))
         self._events_by_topic.setdefault((stored.event_name, stored.event_key), {})[event_id] = None
@@ -894,7 +855,7 @@ class MemoryPersistenceProvider:
 
     async def set_aside_event(self, event_id: str, reason: str) -> bool:
         """Mark the event processed for good with ``reason``; True when this call did."""
-        reason = _reason(reason)
+        reason = self.check_reason(reason)
         await self._enter()
         stored = self._events.get(event_id)
         if stored is None:
@@ -915,9 +876,8 @@ class MemoryPersistenceProvider:
 
     async def schedule_command(self, command: ScheduledCommand) -> None:
         """Store a command once per ``(command_name, data)``, keeping the earlier time."""
-        self._require(Capability.SCHEDULED_COMMANDS)
-        if not isinstance(command, ScheduledCommand):
-            raise TypeError(f"command must be a ScheduledCommand, not {type(command).__name__}")
+        self.require(Capability.SCHEDULED_COMMANDS)
+        self.check_type(command, ScheduledCommand, "command")
         _check_key(command.data, "command.data")
         execute_time = _required_utc(command.execute_time, "command.execute_time")
         await self._enter()
@@ -926,7 +886,7 @@ class MemoryPersistenceProvider:
     async def process_commands(self, as_of: datetime, handler: CommandHandler) -> int:
         """Hand each due command to ``handler`` (each to exactly one processor); delete
         it when the handler returns, keep it when it raises; return the successes."""
-        self._require(Capability.SCHEDULED_COMMANDS)
+        self.require(Capability.SCHEDULED_COMMANDS)
         _check_aware(as_of, "as_of")
         await self._enter()
         due = sorted(

@@ -269,7 +269,7 @@ class PostgresDriver(SqlDriver):
         self.write_groups: int = _positive("write_groups", value["write_groups"], integer=True)
         # More transactions at once than pool connections would only wait for one.
         self._groups = self.group_commit = GroupCommit(
-            self._write_group, max_groups=min(self.write_groups, self.max_size)
+            self.write_group, max_groups=min(self.write_groups, self.max_size)
         )
         settings = {"application_name": "wfe", **(server_settings or {})}
         if "search_path" in settings:
@@ -676,9 +676,10 @@ class PostgresDriver(SqlDriver):
         batches queued meanwhile (``write_groups`` such transactions at a time)."""
         return await self._groups.submit(ops)
 
-    async def _write_group(self, batches: list[Sequence[Op]], durable: bool) -> list[Outcome]:
-        """One group-commit transaction (the :class:`GroupCommit` hook; always synced:
-        writes that need not be go to the hint pool, not through groups)."""
+    async def write_group(self, batches: list[Sequence[Op]], durable: bool) -> list[Outcome]:
+        """One group-commit transaction (overrides :meth:`SqlDriver.write_group`, the
+        :class:`GroupCommit` hook: pipelined steps; always synced: writes that need not
+        be go to the hint pool, not through groups)."""
         return await self._run(lambda conn: _run_group(conn, batches))
 
     async def read_batch(self, ops: Sequence[Op]) -> list[Any]:

@@ -162,23 +162,30 @@ class PostgresQueueProvider(SqlQueueProvider):
             "wfe_postgres.enqueue", _notifying_enqueue
         )
 
-    async def _enqueue(self, name: str, id: str) -> bool:
+    async def enqueue(self, name: str, id: str) -> bool:
+        """Queue ``id`` and, only when it was added, notify the store's channel with the
+        queue's name: one statement, one round trip."""
         stmt = self._notify_enqueue
         args = stmt.args({"p_queue": name, "p_item": id, "p_channel": self.driver.channel})
         return bool(await self.driver.execute_returning(stmt.sql, args, durable=False))
 
-    async def _has_work(self, name: str) -> bool:
-        # Taking from an empty queue is as cheap as looking (a DELETE that matches no
-        # row writes nothing), so skip the look: one round trip instead of two.
+    async def has_work(self, name: str) -> bool:
+        """Always True: taking from an empty queue is as cheap as looking (a DELETE
+        that matches no row writes nothing), so skip the look: one round trip instead of
+        two."""
         return True
 
-    def _poll_bounds(self) -> tuple[float, float]:
+    def poll_bounds(self) -> tuple[float, float]:
+        """``poll_interval`` while the listener is up (a safety net); 1 ms up to
+        :attr:`fallback_poll_interval` while it reconnects."""
         if self.driver.listener.listening:
             return self.poll_interval, self.poll_interval
         fallback = min(self.fallback_poll_interval, self.poll_interval)
         return min(0.001, fallback), fallback
 
-    async def _wait(self, name: str, timeout: float, seen: int | None = None) -> None:
+    async def wait_for_work(self, name: str, timeout: float, seen: int | None = None) -> None:
+        """Make sure the listener runs, then wait for the queue's in-process signal (which
+        the listener pokes on every notification)."""
         await self.driver.listener.ensure()
         await local_signal(self.driver.name, name).wait(timeout, seen)
 

@@ -16,7 +16,10 @@ async driver (aiosqlite, asyncpg, ...). A dialect package supplies only a driver
   an exception) and :meth:`SqlDriver.migration` (a write transaction that also excludes
   every other migration of the store, across processes);
 - one-statement shortcuts (:meth:`SqlDriver.execute`, :meth:`SqlDriver.fetchall`, ...)
-  that a dialect may run without an explicit transaction.
+  that a dialect may run without an explicit transaction;
+- optionally, group commit: :meth:`SqlDriver.write_batch` submitting to a
+  :class:`~wfe_sql.group_commit.GroupCommit` built on :meth:`SqlDriver.write_group`
+  (which a dialect overrides to write a group in as few round trips as it can).
 
 Drivers raise only :mod:`wfe_core.errors` types: :class:`IntegrityViolation` for a
 broken unique / primary-key constraint, :class:`~wfe_core.errors.ProviderUnavailable`
@@ -231,6 +234,31 @@ class SqlDriver(ABC):
         async with self.read() as session:
             return await _run_session(session, ops)
 
+    async def write_group(
+        self, batches: list[Sequence[Op]], durable: bool
+    ) -> list[list[Any] | BatchAborted]:
+        """Run several write batches in one transaction: the group-commit hook a driver
+        hands to :class:`~wfe_sql.group_commit.GroupCommit` (``GroupCommit(driver.write_group)``)
+        when its :meth:`write_batch` submits batches there.
+
+        The rules (see :mod:`wfe_sql.group_commit`): the batches run in order and commit
+        once at the end; a batch whose **first** step has an ``expect`` and matched **no**
+        row is skipped -- its outcome is a :class:`BatchAborted` -- and the others go on;
+        anything else that fails rolls the whole transaction back and raises. Returns one
+        outcome per batch: its step results (as :meth:`write_batch` returns them) or the
+        skip. ``durable`` is False when no batch of the group needs its commit synced
+        (lock leases, queue hints): a driver may then skip the wait for the disk.
+
+        The default runs the batches one step at a time on one :meth:`write` session and
+        always syncs. A dialect overrides this to write a group in fewer round trips or
+        hops (SQLite: on the writer's thread in one hop; PostgreSQL: pipelined steps).
+        """
+        outcomes: list[list[Any] | BatchAborted] = []
+        async with self.write() as session:
+            for ops in batches:
+                outcomes.append(await _run_group_batch(session, ops))
+        return outcomes
+
     # -- one-statement shortcuts (override for speed) ------------------------------------
 
     async def execute(self, sql: str, args: Sequence[Any] = (), *, durable: bool = True) -> int:
@@ -342,6 +370,26 @@ async def _run_session(session: SqlSession, ops: Sequence[Op]) -> list[Any]:
         else:
             count = await session.execute(op.sql, op.args)
             if op.expect is not None and count != op.expect:
+                raise BatchAborted(index, count)
+            out.append(count)
+    return out
+
+
+async def _run_group_batch(session: SqlSession, ops: Sequence[Op]) -> list[Any] | BatchAborted:
+    """One batch of a group (the generic :meth:`SqlDriver.write_group`): its results, or
+    the abort of a batch skipped because its first step matched no row."""
+    out: list[Any] = []
+    for index, op in enumerate(ops):
+        if op.rows is not None:
+            await session.executemany(op.sql, op.rows)
+            out.append(len(op.rows))
+        elif op.fetch:
+            out.append(await session.fetchall(op.sql, op.args))
+        else:
+            count = await session.execute(op.sql, op.args)
+            if op.expect is not None and count != op.expect:
+                if index == 0 and count == 0:  # changed nothing: skip this batch only
+                    return BatchAborted(index, count)
                 raise BatchAborted(index, count)
             out.append(count)
     return out

@@ -13,10 +13,11 @@ consumer is looking at the table is not lost: the consumer notes the signal's
 :attr:`WorkSignal.version` before it looks and does not wait if it moved.
 
 A dialect with a notification channel (PostgreSQL ``LISTEN/NOTIFY``) overrides the
-hooks: :meth:`SqlQueueProvider._enqueue` (queue and notify in one statement),
-:meth:`SqlQueueProvider._wait` (wait for the notification), and
-:meth:`SqlQueueProvider._poll_bounds` (poll rarely while notifications flow); it pokes
-the in-process signal of a notified queue through :func:`local_signal`.
+public hooks of :class:`SqlQueueProvider`: :meth:`~SqlQueueProvider.enqueue` (queue and
+notify in one statement), :meth:`~SqlQueueProvider.wait_for_work` (wait for the
+notification), :meth:`~SqlQueueProvider.poll_bounds` (poll rarely while notifications
+flow) and :meth:`~SqlQueueProvider.has_work` (skip the look when taking is as cheap); it
+pokes the in-process signal of a notified queue through :func:`local_signal`.
 """
 
 from __future__ import annotations
@@ -118,6 +119,11 @@ class SqlQueueProvider(DriverComponent[QueueStatements]):
     ``poll_interval`` is the longest pause between two looks at an empty queue while a
     ``dequeue_work`` waits. While stopped, ``dequeue_work`` never waits, and :meth:`stop`
     wakes the consumers waiting in this provider (they return None).
+
+    Dialect hooks: :meth:`enqueue`, :meth:`has_work`, :meth:`wait_for_work` and
+    :meth:`poll_bounds` are what a dialect overrides (see the module docstring).
+    :meth:`queue_work` and :meth:`dequeue_work` call them with the store open; callers
+    use those two, not the hooks.
     """
 
     def __init__(self, driver: SqlDriver, *, poll_interval: float = 0.02) -> None:
@@ -144,13 +150,17 @@ class SqlQueueProvider(DriverComponent[QueueStatements]):
         """Append ``id`` to ``queue`` unless it is already waiting there."""
         name = _queue_name(queue)
         async with self._use():
-            added = await self._enqueue(name, id)
+            added = await self.enqueue(name, id)
         if added:
             _signal(self.driver.name, name).notify()
 
-    async def _enqueue(self, name: str, id: str) -> bool:
-        """Insert ``id`` into queue ``name`` unless it waits there; return whether it was
-        added. A dialect may override it to also notify other processes."""
+    async def enqueue(self, name: str, id: str) -> bool:
+        """Insert ``id`` into queue ``name`` (a :class:`~wfe_core.models.QueueType` value)
+        unless it waits there; return whether it was added (:meth:`queue_work` then wakes
+        this process's consumers).
+
+        A dialect overrides this to also notify other processes in the same statement
+        (PostgreSQL: ``INSERT ... RETURNING`` feeding ``pg_notify``)."""
         s = self._stmts
         args = s.enqueue.args({"p_queue": name, "p_item": id})
         return bool(await self.driver.execute(s.enqueue.sql, args, durable=False))
@@ -162,18 +172,32 @@ class SqlQueueProvider(DriverComponent[QueueStatements]):
         )
         return rows[0][0] if rows else None
 
-    async def _has_work(self, name: str) -> bool:
+    async def has_work(self, name: str) -> bool:
+        """Whether queue ``name`` may hold an id: :meth:`dequeue_work` looks before it
+        takes (a cheap read) so an empty queue costs no write.
+
+        A dialect overrides this to return True when taking from an empty queue is as
+        cheap as looking (one round trip instead of two)."""
         s = self._stmts
         return await self.driver.fetchone(s.peek.sql, s.peek.args({"p_queue": name})) is not None
 
-    async def _wait(self, name: str, timeout: float, seen: int | None = None) -> None:
-        """Wait up to ``timeout`` seconds, less when work may have arrived (or on stop);
-        ``seen`` is the signal's version before the last look at the table."""
+    async def wait_for_work(self, name: str, timeout: float, seen: int | None = None) -> None:
+        """Wait up to ``timeout`` seconds, less when work may have arrived in queue
+        ``name`` (or on stop); ``seen`` is the :attr:`WorkSignal.version` of the queue's
+        :func:`local_signal` before the last look at the table: return at once when it
+        moved since. By default this waits on that in-process signal only.
+
+        A dialect overrides this to also be woken by other processes (PostgreSQL: make
+        sure the ``LISTEN`` connection is up, whose notifications poke the signal)."""
         await _signal(self.driver.name, name).wait(timeout, seen)
 
-    def _poll_bounds(self) -> tuple[float, float]:
+    def poll_bounds(self) -> tuple[float, float]:
         """The first pause and the longest pause between two looks at an empty queue
-        while ``dequeue_work`` waits (asked again after every pause)."""
+        while :meth:`dequeue_work` waits (asked again after every pause; the pause
+        doubles from the first up to the longest). Default: 1 ms up to ``poll_interval``.
+
+        A dialect whose :meth:`wait_for_work` is woken by other processes overrides this
+        to poll rarely while its notifications flow."""
         return _MIN_POLL, self.poll_interval
 
     async def dequeue_work(self, queue: QueueType, timeout: float) -> str | None:
@@ -182,24 +206,24 @@ class SqlQueueProvider(DriverComponent[QueueStatements]):
         signal = _signal(self.driver.name, name)  # held: it lives while we wait on it
         async with self._use():
             seen = signal.version
-            if await self._has_work(name):
+            if await self.has_work(name):
                 item = await self._take(name)
                 if item is not None:
                     return item
             if timeout <= 0 or self._stopped:
                 return None
             deadline = time.monotonic() + timeout
-            delay = self._poll_bounds()[0]
+            delay = self.poll_bounds()[0]
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
-                await self._wait(name, min(delay, left), seen)
+                await self.wait_for_work(name, min(delay, left), seen)
                 if self.stopped:
                     return None
-                delay = min(delay * 2, self._poll_bounds()[1])
+                delay = min(delay * 2, self.poll_bounds()[1])
                 seen = signal.version
-                if await self._has_work(name):
+                if await self.has_work(name):
                     item = await self._take(name)
                     if item is not None:
                         return item

@@ -18,6 +18,27 @@ Connections (each aiosqlite connection runs in a thread of its own):
 - ``:memory:``: one connection does everything (under the lock), since each connection
   to ``:memory:`` is a database of its own.
 
+One hop per unit of work, on aiosqlite's public API only (:func:`_in_thread`): every
+connection is opened with ``aiosqlite.connect(..., factory=_Connection)``; aiosqlite
+passes its extra keywords on to ``sqlite3.connect``, whose documented ``factory``
+argument makes the raw connection a :class:`_Connection`, a ``sqlite3.Connection``
+subclass. A unit of work (a group-commit transaction, a multi-statement read) is handed
+over as the *parameters* of aiosqlite's public ``Connection.execute``: aiosqlite queues
+that call on its own queue for the connection's thread, in order with every other call,
+and there calls the raw connection's ``execute(sql, parameters)``, which
+:class:`_Connection` overrides to run the unit, on the raw connection, when the
+parameters are one (any other ``execute`` is sqlite3's own). So the whole unit still
+costs one thread hop, and no private attribute of aiosqlite is touched. What this
+relies on, each checked by ``tests/test_sqlite_thread_handoff.py`` (a change fails
+loudly, never silently: a unit reaching sqlite3's own ``execute`` is rejected as
+parameters of an unsupported type): ``connect`` passes ``factory`` on;
+``Connection.execute`` calls the raw ``execute`` with the parameters as given; and it
+queues the call before it first suspends (which keeps one-hop writes out of an open
+multi-hop transaction). The one thing lost against the former private hand-over: a unit
+still queued when its event loop is *closed* (not merely cancelled -- ``asyncio.run``
+cancels and awaits every task before closing) makes aiosqlite's own delivery of the
+result fail in the connection's thread, as for any other aiosqlite call.
+
 Durability: WAL journal with ``synchronous=FULL`` by default, so every committed
 transaction -- every step checkpoint -- is on disk before the call returns and survives
 a power loss. ``synchronous="NORMAL"`` is much faster (no fsync per commit) and still
@@ -40,11 +61,12 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import aiosqlite
 from sqlalchemy import Table
@@ -160,7 +182,7 @@ class SqliteDriver(SqlDriver):
         # one queued behind it on the writer's thread makes smaller groups, more syncs:
         # measured slower at 64 workflows in flight, no faster at 8.)
         self._groups = self.group_commit = GroupCommit(
-            self._write_group, max_groups=1, max_batches=max_group
+            self.write_group, max_groups=1, max_batches=max_group
         )
 
     def __repr__(self) -> str:
@@ -223,7 +245,10 @@ class SqliteDriver(SqlDriver):
                 f"the wfe tables are missing from {where} ({message}); they are created by "
                 "ensure_store_exists() (or `async with provider`)"
             )
-        if isinstance(exc, ValueError) and "closed" in message.lower():
+        if isinstance(exc, ValueError) and (
+            # aiosqlite: "Connection closed", or "no active connection" (its execute)
+            "closed" in message.lower() or "no active connection" in message
+        ):
             return ProviderUnavailable(f"the connection to {where} is closed")
         return ProviderUnavailable(f"SQLite error on {where}: {type(exc).__name__}: {message}")
 
@@ -275,7 +300,10 @@ class SqliteDriver(SqlDriver):
                 conn = await self._connect_read_only()
             else:
                 conn = await aiosqlite.connect(
-                    self.path, isolation_level=None, timeout=self.busy_timeout
+                    self.path,
+                    isolation_level=None,
+                    timeout=self.busy_timeout,
+                    factory=_Connection,  # passed on to sqlite3.connect (see _in_thread)
                 )
         except (sqlite3.Error, OSError, ValueError) as exc:
             self._raise(exc)
@@ -311,7 +339,7 @@ class SqliteDriver(SqlDriver):
         """
         uri = f"file:{urllib.parse.quote(self.path, safe='/')}?mode=ro"
         conn = await aiosqlite.connect(
-            uri, uri=True, isolation_level=None, timeout=self.busy_timeout
+            uri, uri=True, isolation_level=None, timeout=self.busy_timeout, factory=_Connection
         )
         try:
             await conn.execute_fetchall("SELECT 1 FROM sqlite_master LIMIT 1")
@@ -321,7 +349,11 @@ class SqliteDriver(SqlDriver):
                 raise
             _log.debug("%s: no -shm file and a read-only folder; opening it immutable", self.path)
             return await aiosqlite.connect(
-                uri + "&immutable=1", uri=True, isolation_level=None, timeout=self.busy_timeout
+                uri + "&immutable=1",
+                uri=True,
+                isolation_level=None,
+                timeout=self.busy_timeout,
+                factory=_Connection,
             )
         except BaseException:
             await _quiet_close(conn)
@@ -402,8 +434,8 @@ class SqliteDriver(SqlDriver):
 
     async def _writer_for_one_hop(self) -> aiosqlite.Connection:
         """The writer, once no multi-hop transaction holds it. The caller hands its work
-        over *without awaiting in between*, so the work cannot land inside such a
-        transaction."""
+        over *without awaiting anything else in between* (:func:`_in_thread` queues it
+        before it first suspends), so the work cannot land inside such a transaction."""
         while True:
             if self._session_lock.locked():
                 async with self._session_lock:
@@ -516,11 +548,16 @@ class SqliteDriver(SqlDriver):
         behind the writes handed over before it; once queued it runs to its end even if
         the awaiting task is cancelled. Driver exceptions become wfe errors."""
         conn = await self._writer_for_one_hop()
-        future = _hand_over(
-            conn, _with_sync, self._sync_state, self._sync_level(durable), fn, *args
-        )
-        try:
-            return await _to_the_end(future)
+        try:  # queued before the first suspension, so the writer is still free of sessions
+            return await _in_thread(
+                conn,
+                _with_sync,
+                self._sync_state,
+                self._sync_level(durable),
+                fn,
+                *args,
+                to_the_end=True,
+            )
         except (sqlite3.Error, OverflowError, ValueError) as exc:
             self._raise(exc)
             raise
@@ -546,7 +583,7 @@ class SqliteDriver(SqlDriver):
         handed to the writer it completes even if the awaiting task is cancelled."""
         return await self._groups.submit(ops)
 
-    async def _write_group(self, batches: list[Sequence[Op]], durable: bool) -> list[Outcome]:
+    async def write_group(self, batches: list[Sequence[Op]], durable: bool) -> list[Outcome]:
         """One group-commit transaction (the :class:`GroupCommit` hook)."""
         return await self._on_writer(_run_group, batches, durable=durable)
 
@@ -637,62 +674,104 @@ async def _quiet_close(conn: aiosqlite.Connection) -> None:
         await conn.close()
 
 
-async def _in_thread(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> _T:
+class _Unit:
+    """``fn(raw sqlite3 connection, *args)``: a unit of work for a connection's thread,
+    handed over in one hop by :func:`_in_thread` and run by :meth:`_Connection.execute`.
+    Deliberately not iterable: should it ever reach sqlite3's own ``execute`` as
+    parameters, sqlite3 rejects it (``ProgrammingError``) instead of doing anything."""
+
+    __slots__ = ("_args", "_done", "_fn", "_lock", "_waiter", "result")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self._fn = fn
+        self._args = args
+        self._lock = threading.Lock()
+        self._done = False
+        self._waiter: tuple[asyncio.AbstractEventLoop, asyncio.Future[None]] | None = None
+        self.result: Any = None
+        """What ``fn`` returned (once it has run)."""
+
+    def __repr__(self) -> str:  # aiosqlite's debug log names the work it runs
+        return f"<wfe_sqlite unit {getattr(self._fn, '__name__', self._fn)!s}>"
+
+    def run(self, raw: sqlite3.Connection) -> None:
+        """On the connection's thread: run ``fn``. Its exception propagates to aiosqlite,
+        which hands it to the caller awaiting the hop."""
+        try:
+            self.result = self._fn(raw, *self._args)
+        finally:
+            with self._lock:
+                self._done = True
+                waiter = self._waiter
+            if waiter is not None:  # a cancelled caller waits for the end (finished())
+                loop, future = waiter
+                with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                    loop.call_soon_threadsafe(_set_done, future)
+
+    async def finished(self) -> None:
+        """Wait, through any cancellation, until :meth:`run` has returned (for a caller
+        cancelled after handing the unit over; the result is no longer delivered)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            if self._done:
+                return
+            self._waiter = (loop, future)
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class _Connection(sqlite3.Connection):
+    """The ``sqlite3.Connection`` class of every connection the driver opens (sqlite3's
+    documented ``factory`` argument, passed on by :func:`aiosqlite.connect`): sqlite3's
+    own connection, except that :meth:`execute` given a :class:`_Unit` as its parameters
+    runs that unit -- on the thread aiosqlite runs ``execute`` on -- instead of a
+    statement. See the module docstring."""
+
+    def execute(self, sql: str, parameters: Any = (), /) -> sqlite3.Cursor:
+        """sqlite3's ``execute``; with a :class:`_Unit` as ``parameters``, run it (``sql``
+        is then only a comment naming the hand-over) and return an unused cursor."""
+        if type(parameters) is _Unit:
+            parameters.run(self)
+            return self.cursor()
+        return super().execute(sql, parameters)
+
+
+_UNIT_SQL = "/* wfe_sqlite: a unit of work run on this connection's thread */"
+
+
+async def _in_thread(
+    conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any, to_the_end: bool = False
+) -> _T:
     """Run ``fn(raw sqlite3 connection, *args)`` on the aiosqlite connection's own thread:
     a whole unit of work in one hop instead of one hop per statement (each hop is a
-    thread hand-off, tens to hundreds of microseconds). Queued on aiosqlite's own queue
-    of work for its thread (see :func:`_hand_over`), so it is ordered with every other
-    call on the connection. Once queued, ``fn`` runs to the end even if the awaiting task
-    is cancelled.
+    thread hand-off, tens to hundreds of microseconds).
+
+    The hop is aiosqlite's public ``Connection.execute`` with a :class:`_Unit` as the
+    parameters (the connection must have been opened with ``factory=_Connection``), so
+    it is queued on aiosqlite's own queue of work for its thread, in order with every
+    other call on the connection -- and queued before this first suspends: a caller that
+    checked something (no multi-hop transaction open) and then awaits this without
+    awaiting anything else in between hands its work over with the check still true.
+    Once queued, ``fn`` runs to its end even if the awaiting task is cancelled; with
+    ``to_the_end`` the cancellation then propagates only once ``fn`` has returned (the
+    caller never returns while its write may still change the store).
     """
-    return await _hand_over(conn, fn, *args)
-
-
-def _hand_over(conn: aiosqlite.Connection, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
-    """Queue ``fn(raw sqlite3 connection, *args)`` on the aiosqlite connection's thread
-    *now* (no await: nothing can slip in between a caller's check and the queueing);
-    the future resolves on the event loop when it has run.
-
-    The queue item carries no future for aiosqlite to resolve: the work resolves its own
-    future, and does nothing when nobody can receive the outcome any more (the caller
-    was cancelled, or its event loop closed -- aiosqlite's own delivery would then fail
-    with an exception that kills the connection's thread)."""
-    if not conn._running or conn._connection is None:
-        raise ValueError("Connection closed")
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[_T] = loop.create_future()
-    raw = conn._connection
-
-    def work() -> None:
-        try:
-            result = fn(raw, *args)
-        except BaseException as exc:  # handed to the caller, whatever it is
-            _resolve(loop, future, None, exc)
-        else:
-            _resolve(loop, future, result, None)
-
-    conn._tx.put_nowait((None, work))
-    return future
-
-
-def _resolve(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[Any],
-    result: Any,
-    exc: BaseException | None,
-) -> None:
-    """From a connection's thread: settle ``future`` on its loop, unless nobody waits."""
-
-    def settle() -> None:
-        if future.done():  # the caller was cancelled meanwhile
-            return
-        if exc is None:
-            future.set_result(result)
-        else:
-            future.set_exception(exc)
-
-    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is left to tell
-        loop.call_soon_threadsafe(settle)
+    unit = _Unit(fn, args)
+    try:
+        # Not iterable, on purpose (see _Unit): the cast only names aiosqlite's type.
+        await conn.execute(_UNIT_SQL, cast("Iterable[Any]", unit))
+    except asyncio.CancelledError:
+        if to_the_end:
+            await unit.finished()
+        raise
+    return cast(_T, unit.result)
 
 
 def _with_sync(
@@ -713,23 +792,6 @@ def _begin(raw: sqlite3.Connection, begin: str) -> None:
 
 def _fetch_rows(raw: sqlite3.Connection, sql: str, args: Sequence[Any]) -> list[Row]:
     return raw.execute(sql, args).fetchall()
-
-
-async def _to_the_end(work: Awaitable[_T]) -> _T:
-    """Await ``work``; if the caller is cancelled meanwhile, still wait until ``work``
-    is done before the cancellation propagates. A write queued on a connection's thread
-    runs to its end (commit or roll back) anyway: waiting for it means the caller never
-    returns while its write may still change the store."""
-    task = asyncio.ensure_future(work)
-    try:
-        return await asyncio.shield(task)
-    except asyncio.CancelledError:
-        while not task.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([task])
-        if not task.cancelled():
-            task.exception()  # retrieved: the cancellation is what propagates
-        raise
 
 
 def _run_group(raw: sqlite3.Connection, batches: list[Sequence[Op]]) -> list[Outcome]:

@@ -1,0 +1,1 @@
+"""Runnable examples of wfe (see each module's docstring)."""

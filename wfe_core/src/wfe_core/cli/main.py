@@ -1,0 +1,46 @@
+"""The ``wfe`` group: the global ``--url``, ``--version``, and every command."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+import click
+
+from wfe_core.cli.control import purge, resume, suspend, terminate
+from wfe_core.cli.demo import demo
+from wfe_core.cli.events import publish
+from wfe_core.cli.options import DEFAULT_URL, Settings
+from wfe_core.cli.query import list_, show
+from wfe_core.cli.start import start
+from wfe_core.cli.worker import worker
+
+__all__ = ["cli", "main"]
+
+
+@click.group(name="wfe", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="WFE_URL",
+    default=DEFAULT_URL,
+    show_default=True,
+    metavar="URL",
+    help="Store URL, e.g. sqlite:///wfe.db, postgresql://user@host/db, memory:// (env: WFE_URL).",
+)
+@click.version_option(package_name="wfe-core", prog_name="wfe")
+@click.pass_context
+def cli(ctx: click.Context, url: str) -> None:
+    """wfe: durable, event-driven workflows.
+
+    Run workers, start and inspect workflows, publish events. Try `wfe demo`.
+    """
+    ctx.obj = Settings(url=url)
+
+
+for _command in (worker, start, publish, show, list_, suspend, resume, terminate, purge, demo):
+    cli.add_command(_command)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """The ``wfe`` entry point."""
+    cli.main(args=argv, prog_name="wfe")
+    raise SystemExit(0)  # pragma: no cover - cli.main always exits

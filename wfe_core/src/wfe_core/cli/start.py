@@ -1,0 +1,104 @@
+"""``wfe start``: start a workflow instance of a definition ``--app`` registers, its
+data built into the definition's data type from ``--data``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from wfe_core.cli.inputs import parse_json
+from wfe_core.cli.options import (
+    Services,
+    app_option,
+    json_option,
+    need_app,
+    run,
+    service_options,
+    store_url,
+    url_option,
+)
+from wfe_core.cli.output import emit_json
+from wfe_core.cli.session import client
+from wfe_core.coercion import coerce
+from wfe_core.errors import SerializationError, WorkflowNotRegistered
+from wfe_core.models import WorkflowStatus
+
+__all__ = ["start"]
+
+
+@click.command()
+@click.argument("definition")
+@click.option(
+    "--data",
+    default=None,
+    metavar="JSON",
+    help="The workflow's data as JSON (@file reads a file, - reads stdin), built "
+    "into the definition's data type.",
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Definition version (default: the newest registered).",
+)
+@click.option("--reference", default=None, help="Your own reference for the instance.")
+@app_option()
+@url_option
+@service_options
+@json_option
+def start(
+    definition: str,
+    data: str | None,
+    version: int | None,
+    reference: str | None,
+    app: str | None,
+    url: str | None,
+    services: Services,
+    as_json: bool,
+) -> None:
+    """Start a workflow instance of DEFINITION; print its id.
+
+    Needs --app (or WFE_APP) to know the definition and build its data type from --data.
+    The instance runs on whichever worker serves this store.
+    """
+    spec = need_app(app, "start")
+    payload = parse_json(data)
+    store = store_url(url)
+
+    async def go() -> dict[str, Any]:
+        async with client(store, spec, services) as session:
+            try:
+                found = session.definition(definition, version)
+            except WorkflowNotRegistered:
+                known = ", ".join(sorted(f"{d.id} v{d.version}" for d in session.definitions))
+                what = repr(definition) + (f" version {version}" if version else "")
+                raise click.BadParameter(
+                    f"workflow definition {what} is not registered by --app {spec} "
+                    f"(it registers: {known})",
+                    param_hint="DEFINITION",
+                ) from None
+            try:
+                value = coerce(payload, found.data_type) if data is not None else None
+            except ValueError as exc:
+                raise click.BadParameter(str(exc), param_hint="--data") from exc
+            try:
+                wid = await session.client.start_workflow(
+                    found.id, value, version=found.version, reference=reference
+                )
+            except (TypeError, SerializationError) as exc:
+                raise click.BadParameter(str(exc), param_hint="--data") from exc
+            return {
+                "id": wid,
+                "definition": found.id,
+                "version": found.version,
+                "reference": reference,
+                "status": WorkflowStatus.RUNNABLE.value,
+            }
+
+    result = run(go())
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(f"started {result['definition']} v{result['version']}: {result['id']}")

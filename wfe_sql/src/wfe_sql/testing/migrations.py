@@ -1,0 +1,174 @@
+"""Versioned migrations on the real database: a new store is created once and recorded,
+an older one is upgraded step by step keeping its rows, a newer one is refused
+unchanged, and a failed or missing step changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from wfe_core.errors import ProviderUnavailable
+
+from wfe_sql.migrations import Migration, SchemaVersionError, migrate
+from wfe_sql.provider import SqlPersistenceProvider
+from wfe_sql.schema import SCHEMA_VERSION
+from wfe_sql.testing.base import DialectSuiteBase
+from wfe_sql.testing.store import DialectStore, sample_instance
+
+__all__ = ["MigrationSuite"]
+
+_VERSIONS = "SELECT version, description FROM wfe_schema_version ORDER BY version"
+
+
+class MigrationSuite(DialectSuiteBase):
+    """Schema creation and upgrades (:mod:`wfe_sql.migrations`) on the dialect's store."""
+
+    async def test_ensure_store_exists_is_idempotent_and_recorded(
+        self, dialect_store: DialectStore, provider: SqlPersistenceProvider
+    ) -> None:
+        for _ in range(3):
+            await provider.ensure_store_exists()
+        async with dialect_store.provider() as again:
+            await again.ensure_store_exists()
+        assert await dialect_store.rows(_VERSIONS) == [
+            (SCHEMA_VERSION, f"created at version {SCHEMA_VERSION}")
+        ]
+
+    async def test_providers_migrate_one_new_store_concurrently(
+        self, dialect_store: DialectStore
+    ) -> None:
+        count = self.concurrent_providers
+        providers = [dialect_store.provider() for _ in range(count)]
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(p.ensure_store_exists() for p in providers)), self.timeout
+            )
+            ids = await asyncio.gather(
+                *(p.create_workflow(sample_instance(f"w{n}")) for n, p in enumerate(providers))
+            )
+            assert sorted(ids) == sorted(f"w{n}" for n in range(count))
+        finally:
+            for p in providers:
+                await p.close()
+        assert await dialect_store.rows("SELECT version FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
+
+    async def test_a_newer_schema_is_refused_and_left_unchanged(
+        self, dialect_store: DialectStore
+    ) -> None:
+        async with dialect_store.provider():
+            pass
+        newer = SCHEMA_VERSION + 41
+        await dialect_store.run(
+            "INSERT INTO wfe_schema_version (version, description, applied_at) "
+            f"VALUES ({newer}, 'from the future', 0)"
+        )
+        before = await dialect_store.rows("SELECT * FROM wfe_schema_version ORDER BY version")
+        refused = dialect_store.provider()
+        with pytest.raises(SchemaVersionError) as raised:
+            async with refused:
+                pass
+        message = str(raised.value)
+        assert refused.driver.name in message  # which store
+        assert f"version {newer}" in message
+        assert f"up to {SCHEMA_VERSION}" in message
+        assert "upgrade wfe" in message
+        assert f"pip install -U wfe-sql {refused.driver.distribution}" in message
+        assert isinstance(raised.value, ProviderUnavailable)
+        assert (raised.value.stored, raised.value.supported) == (newer, SCHEMA_VERSION)
+        assert await dialect_store.rows("SELECT * FROM wfe_schema_version ORDER BY version") == (
+            before
+        )
+
+    async def test_an_upgrade_runs_each_missing_step_once(
+        self, dialect_store: DialectStore
+    ) -> None:
+        async with dialect_store.provider() as store:
+            await store.create_workflow(sample_instance("kept"))
+        step = Migration(
+            SCHEMA_VERSION + 1,
+            "add a column",
+            lambda driver: ["ALTER TABLE wfe_events ADD COLUMN note TEXT"],
+        )
+        driver = dialect_store.driver()
+        try:
+            target = SCHEMA_VERSION + 1
+            assert await migrate(driver, target=target, migrations=[step]) == SCHEMA_VERSION
+            assert await migrate(driver, target=target, migrations=[step]) == target
+            with pytest.raises(SchemaVersionError, match="upgrade wfe"):
+                await migrate(driver, target=SCHEMA_VERSION)
+        finally:
+            await driver.close()
+        assert await dialect_store.rows(_VERSIONS) == [
+            (SCHEMA_VERSION, f"created at version {SCHEMA_VERSION}"),
+            (SCHEMA_VERSION + 1, "add a column"),
+        ]
+        assert "note" in await dialect_store.column_names("wfe_events")
+        assert await dialect_store.rows("SELECT id FROM wfe_workflows") == [("kept",)]
+
+    async def test_a_version_1_store_is_migrated_to_the_current_version(
+        self, dialect_store: DialectStore
+    ) -> None:
+        """A store written by schema version 1 (no claim, control or set-aside columns)
+        gets them from migration 2 and keeps its rows."""
+        async with dialect_store.provider() as store:
+            await store.create_workflow(sample_instance("old"))
+        await dialect_store.run(
+            "DROP INDEX wfe_ix_workflows_control",
+            "ALTER TABLE wfe_workflows DROP COLUMN owner",
+            "ALTER TABLE wfe_workflows DROP COLUMN lease_until",
+            "ALTER TABLE wfe_workflows DROP COLUMN control",
+            "ALTER TABLE wfe_events DROP COLUMN set_aside",
+            "DELETE FROM wfe_schema_version",
+            "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (1, 'v1', 0)",
+        )
+        assert "control" not in await dialect_store.column_names("wfe_workflows")
+        async with dialect_store.provider() as store:
+            lease = datetime.now(UTC) + timedelta(seconds=30)
+            assert await store.claim_workflow("old", "me", lease)
+            await store.request_control("old", "suspend")
+            assert (await store.get_workflow_instance("old")).control_request == "suspend"
+        assert await dialect_store.rows("SELECT max(version) FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
+        assert {"owner", "lease_until", "control"} <= await dialect_store.column_names(
+            "wfe_workflows"
+        )
+        assert "set_aside" in await dialect_store.column_names("wfe_events")
+        assert "wfe_ix_workflows_control" in await dialect_store.index_names("wfe_workflows")
+
+    async def test_a_missing_migration_step_is_refused(self, dialect_store: DialectStore) -> None:
+        async with dialect_store.provider():
+            pass
+        driver = dialect_store.driver()
+        try:
+            with pytest.raises(SchemaVersionError, match="no migration leads to version"):
+                await migrate(driver, target=SCHEMA_VERSION + 2, migrations=[])
+        finally:
+            await driver.close()
+        assert await dialect_store.rows("SELECT version FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
+
+    async def test_a_failed_migration_step_changes_nothing(
+        self, dialect_store: DialectStore
+    ) -> None:
+        async with dialect_store.provider():
+            pass
+        broken = Migration(
+            SCHEMA_VERSION + 1,
+            "broken",
+            lambda driver: ["ALTER TABLE wfe_events ADD COLUMN fine TEXT", "THIS IS NOT SQL"],
+        )
+        driver = dialect_store.driver()
+        try:
+            with pytest.raises(ProviderUnavailable):
+                await migrate(driver, target=SCHEMA_VERSION + 1, migrations=[broken])
+        finally:
+            await driver.close()
+        assert await dialect_store.rows("SELECT version FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
+        assert "fine" not in await dialect_store.column_names("wfe_events")
