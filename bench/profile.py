@@ -25,11 +25,14 @@ from bench import wfe_cell
 PARTS = {
     "executor: run a pass (incl. checkpoints)": ("executor.py", "run"),
     "executor: run one step": ("executor.py", "_execute"),
-    "provider: persist_workflow (build rows + write)": ("provider.py", "persist_workflow"),
-    "provider: create_workflow": ("provider.py", "create_workflow"),
-    "provider: rows of changed pointers": ("provider.py", "_pointer_values"),
-    "provider: load an instance": ("provider.py", "get_workflow_instance"),
-    "serializer: dumps": ("serialization.py", "dumps"),
+    "provider: persist_workflow (build rows + write)": (
+        "repository/workflows.py",
+        "persist_workflow",
+    ),
+    "provider: create_workflow": ("repository/workflows.py", "create_workflow"),
+    "provider: rows of changed pointers": ("repository/codec.py", "_pointer_values"),
+    "provider: load an instance": ("repository/workflows.py", "get_workflow_instance"),
+    "serializer: dumps": ("serialization/serializer.py", "dumps"),
     "group commit: submit": ("group_commit.py", "submit"),
 }
 

@@ -23,9 +23,11 @@ import copy
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, SupportsIndex, overload
+
+from wfe_core import clock as _clock
 
 __all__ = [
     "Event",
@@ -46,8 +48,9 @@ __all__ = [
 
 
 def utcnow() -> datetime:
-    """Return the current time as a timezone-aware UTC datetime."""
-    return datetime.now(UTC)
+    """Return the current time as a timezone-aware UTC datetime: the engine's clock
+    (:mod:`wfe_core.clock`; the system clock unless a test kit swapped it)."""
+    return _clock.now()
 
 
 def new_id() -> str:
