@@ -187,6 +187,51 @@ def test_a_unit_in_flight_when_asyncio_run_ends_leaves_the_thread_working(
     assert thread_errors == []
 
 
+def test_a_cancelled_unit_is_delivered_before_its_loop_may_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite hands a unit's outcome to the loop from its thread *after* the unit
+    returned (here made slow: the cursor it builds after every call takes 0.3 s). A
+    caller cancelled while its unit runs (``to_the_end``) returns only after that
+    delivery, so ``asyncio.run`` closing the loop next does not end the thread."""
+    thread_errors: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda a: thread_errors.append(a.exc_value))
+    started, gate = threading.Event(), threading.Event()
+    slow = threading.Event()
+    plain_cursor = _Connection.cursor
+
+    def slow_cursor(self: _Connection, *args: Any, **kwargs: Any) -> sqlite3.Cursor:
+        if slow.is_set():
+            gate.wait(0.3)  # never set: a fixed 0.3 s pause on the connection's thread
+        return plain_cursor(self, *args, **kwargs)
+
+    monkeypatch.setattr(_Connection, "cursor", slow_cursor)
+    conns: list[aiosqlite.Connection] = []
+    left: list[asyncio.Future[int]] = []
+
+    def blocked(raw: sqlite3.Connection) -> int:
+        slow.set()
+        started.set()
+        return _one(raw)
+
+    async def scenario() -> None:
+        conn = await _open(tmp_path / "x.db")
+        conns.append(conn)
+        left.append(asyncio.ensure_future(_in_thread(conn, blocked, to_the_end=True)))
+        assert await asyncio.to_thread(started.wait, 5)
+
+    asyncio.run(scenario())  # cancels the caller while its unit's delivery is pending
+    slow.clear()
+    assert left[0].cancelled()
+
+    async def after() -> None:
+        assert await asyncio.wait_for(_in_thread(conns[0], _one), 10) == 1
+        await asyncio.wait_for(conns[0].close(), 10)
+
+    asyncio.run(after())
+    assert thread_errors == []
+
+
 def test_the_driver_opens_every_connection_with_the_factory(tmp_path: Path) -> None:
     async def check() -> None:
         driver = SqliteDriver(tmp_path / "x.db", readers=1)

@@ -770,8 +770,19 @@ async def _in_thread(
     except asyncio.CancelledError:
         if to_the_end:
             await unit.finished()
+            # aiosqlite hands the unit's outcome to this loop from its thread right
+            # after the unit returns. Wait for that too, through one more (empty) call on
+            # the same queue: it is answered only after the previous delivery reached
+            # the loop, so a loop closed next (asyncio.run ending) never meets a delivery
+            # in flight, which would end the connection's thread.
+            with contextlib.suppress(Exception):
+                await conn.execute(_UNIT_SQL, cast("Iterable[Any]", _Unit(_nothing, ())))
         raise
     return cast(_T, unit.result)
+
+
+def _nothing(raw: sqlite3.Connection) -> None:
+    """An empty unit of work (see :func:`_in_thread`)."""
 
 
 def _with_sync(
