@@ -96,8 +96,9 @@ def test_a_unit_is_queued_before_its_caller_first_suspends(
     tmp_path: Path, to_the_end: bool
 ) -> None:
     """A caller cancelled at its first suspension has its unit queued already: the unit
-    runs (nothing can slip in between a check and the hand-over). ``to_the_end``: the
-    cancellation propagates only once the unit has run."""
+    runs (nothing can slip in between a check and the hand-over), and the cancellation
+    propagates only once the unit has run and its outcome is back (with or without
+    ``to_the_end``: see the delivery test below)."""
     ran: list[str] = []
 
     async def scenario() -> None:
@@ -111,7 +112,7 @@ def test_a_unit_is_queued_before_its_caller_first_suspends(
             task.cancel()
             for _ in range(3):  # a few loop iterations: the cancellation arrives
                 await asyncio.sleep(0)
-            assert task.done() is not to_the_end  # waits for its unit, or not
+            assert not task.done()  # it waits for its unit
             assert ran == []  # the thread is still blocked
             gate.set()
             done, _ = await asyncio.wait([task], timeout=5)
@@ -187,13 +188,15 @@ def test_a_unit_in_flight_when_asyncio_run_ends_leaves_the_thread_working(
     assert thread_errors == []
 
 
+@pytest.mark.parametrize("to_the_end", [True, False])
 def test_a_cancelled_unit_is_delivered_before_its_loop_may_close(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, to_the_end: bool
 ) -> None:
     """aiosqlite hands a unit's outcome to the loop from its thread *after* the unit
     returned (here made slow: the cursor it builds after every call takes 0.3 s). A
-    caller cancelled while its unit runs (``to_the_end``) returns only after that
-    delivery, so ``asyncio.run`` closing the loop next does not end the thread."""
+    caller cancelled while its unit runs returns only after that delivery (a writer's
+    ``to_the_end`` call and a reader's alike), so ``asyncio.run`` closing the loop next
+    does not end the thread."""
     thread_errors: list[BaseException | None] = []
     monkeypatch.setattr(threading, "excepthook", lambda a: thread_errors.append(a.exc_value))
     started, gate = threading.Event(), threading.Event()
@@ -217,7 +220,7 @@ def test_a_cancelled_unit_is_delivered_before_its_loop_may_close(
     async def scenario() -> None:
         conn = await _open(tmp_path / "x.db")
         conns.append(conn)
-        left.append(asyncio.ensure_future(_in_thread(conn, blocked, to_the_end=True)))
+        left.append(asyncio.ensure_future(_in_thread(conn, blocked, to_the_end=to_the_end)))
         assert await asyncio.to_thread(started.wait, 5)
 
     asyncio.run(scenario())  # cancels the caller while its unit's delivery is pending

@@ -759,24 +759,25 @@ async def _in_thread(
     other call on the connection -- and queued before this first suspends: a caller that
     checked something (no multi-hop transaction open) and then awaits this without
     awaiting anything else in between hands its work over with the check still true.
-    Once queued, ``fn`` runs to its end even if the awaiting task is cancelled; with
-    ``to_the_end`` the cancellation then propagates only once ``fn`` has returned (the
-    caller never returns while its write may still change the store).
+    Once queued, ``fn`` runs to its end even if the awaiting task is cancelled, and the
+    cancellation propagates only once ``fn`` has returned and aiosqlite has handed its
+    outcome back to this loop: a writer never returns while its write may still change
+    the store, and no delivery is left in flight for a loop that may close next (one
+    would end the connection's thread). ``to_the_end`` is kept for callers that say so
+    explicitly; every call behaves that way.
     """
     unit = _Unit(fn, args)
     try:
         # Not iterable, on purpose (see _Unit): the cast only names aiosqlite's type.
         await conn.execute(_UNIT_SQL, cast("Iterable[Any]", unit))
     except asyncio.CancelledError:
-        if to_the_end:
-            await unit.finished()
-            # aiosqlite hands the unit's outcome to this loop from its thread right
-            # after the unit returns. Wait for that too, through one more (empty) call on
-            # the same queue: it is answered only after the previous delivery reached
-            # the loop, so a loop closed next (asyncio.run ending) never meets a delivery
-            # in flight, which would end the connection's thread.
-            with contextlib.suppress(Exception):
-                await conn.execute(_UNIT_SQL, cast("Iterable[Any]", _Unit(_nothing, ())))
+        await unit.finished()
+        # aiosqlite hands the unit's outcome to this loop from its thread right after
+        # the unit returns. Wait for that too, through one more (empty) call on the same
+        # queue: it is answered only after the previous delivery reached the loop, so a
+        # loop closed next (asyncio.run ending) never meets a delivery in flight.
+        with contextlib.suppress(Exception):
+            await conn.execute(_UNIT_SQL, cast("Iterable[Any]", _Unit(_nothing, ())))
         raise
     return cast(_T, unit.result)
 
