@@ -30,6 +30,7 @@ _ASSERT_REWRITTEN = (
     "wfe_conformance.durability",
     "wfe_conformance.events",
     "wfe_conformance.execution_errors",
+    "wfe_conformance.idempotency",
     "wfe_conformance.limits",
     "wfe_conformance.lock_tests",
     "wfe_conformance.multihost",
@@ -49,10 +50,12 @@ _ASSERT_REWRITTEN = (
     "wfe_conformance.scenarios.events",
     "wfe_conformance.scenarios.lifecycle",
     "wfe_conformance.scenarios.middleware",
+    "wfe_conformance.scenarios.retry_policy",
     "wfe_conformance.scenarios.sagas",
     "wfe_conformance.scenarios.scheduling",
     "wfe_conformance.scenarios.sub_workflows",
     "wfe_conformance.scenarios.support",
+    "wfe_conformance.scenarios.timeouts",
     "wfe_conformance.scenarios.waits",
     "wfe_conformance.services",
     "wfe_conformance.subscriptions",
@@ -73,6 +76,7 @@ from wfe_conformance.concurrency import ConcurrencyTests
 from wfe_conformance.durability import DurabilityTests, StoreOpener
 from wfe_conformance.events import EventRepositoryTests
 from wfe_conformance.execution_errors import ErrorRepositoryTests
+from wfe_conformance.idempotency import IdempotencyTests
 from wfe_conformance.limits import KeyLimitTests
 from wfe_conformance.lock_tests import LockProviderTests
 from wfe_conformance.multihost import MultiHostTests
@@ -90,6 +94,7 @@ __all__ = [
     "ErrorRepositoryTests",
     "EventRepositoryTests",
     "HostScenarioTests",
+    "IdempotencyTests",
     "KeyLimitTests",
     "LockProviderTests",
     "MultiHostTests",
@@ -117,6 +122,7 @@ class PersistenceConformance(
     CapabilityHonestyTests,
     KeyLimitTests,
     DurabilityTests,
+    IdempotencyTests,
 ):
     """Every persistence-repository suite (no lock, queue or host tests)."""
 

@@ -251,6 +251,7 @@ def make_instance(*, pointers: int = 3, **overrides: Any) -> WorkflowInstance:
         "id": "",
         "description": "an order to ship",
         "reference": f"ref-{new_id()}",
+        "idempotency_key": f"key-{new_id()}",
         "status": WorkflowStatus.SUSPENDED,
         "data": sample_data(),
         "execution_pointers": built,

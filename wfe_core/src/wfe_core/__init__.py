@@ -22,11 +22,16 @@ from wfe_core.errors import (
     ConcurrencyError,
     ControlPending,
     DefinitionError,
+    DuplicateEventId,
+    DuplicateIdempotencyKey,
+    EventIdConflict,
     EventNotFound,
+    IdempotencyKeyConflict,
     LeaseLost,
     ProviderNotFound,
     ProviderUnavailable,
     SerializationError,
+    StepTimeout,
     SubscriptionNotFound,
     TokenMismatch,
     WfeError,
@@ -50,6 +55,7 @@ from wfe_core.models import (
 )
 from wfe_core.primitives import ActivityFailed, SubWorkflowFailed
 from wfe_core.provider_base import ProviderBase
+from wfe_core.retry import RetryPolicy
 from wfe_core.serialization import register_type
 from wfe_core.workflow import Workflow
 
@@ -60,14 +66,18 @@ __all__ = [
     "ConcurrencyError",
     "ControlPending",
     "DefinitionError",
+    "DuplicateEventId",
+    "DuplicateIdempotencyKey",
     "ErrorBehavior",
     "Event",
+    "EventIdConflict",
     "EventNotFound",
     "EventSubscription",
     "ExecutionError",
     "ExecutionPointer",
     "ExecutionResult",
     "HostOptions",
+    "IdempotencyKeyConflict",
     "LeaseLost",
     "LifecycleEvent",
     "LifecycleEventType",
@@ -78,11 +88,13 @@ __all__ = [
     "ProviderNotFound",
     "ProviderUnavailable",
     "QueueType",
+    "RetryPolicy",
     "ScheduledCommand",
     "SerializationError",
     "StepBody",
     "StepBuilder",
     "StepContext",
+    "StepTimeout",
     "SubWorkflowFailed",
     "SubscriptionNotFound",
     "SyncWorkflowClient",

@@ -25,7 +25,6 @@ builder behaves as before.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any, Generic, Self, overload
@@ -34,6 +33,7 @@ from typing_extensions import TypeVar
 
 from wfe_core import primitives as prim
 from wfe_core.errors import DefinitionError
+from wfe_core.retry import RetryPolicy
 from wfe_core.steps import (
     ErrorBehavior,
     FunctionStep,
@@ -43,6 +43,9 @@ from wfe_core.steps import (
     WorkflowDefinition,
     WorkflowStep,
     _call_style,
+    const_or_fn,
+    duration_fn,
+    make_body,
 )
 
 __all__ = [
@@ -68,35 +71,6 @@ BranchFn = Callable[["WorkflowBuilder[TData]"], object]
 """A branch: a function taking the builder of the branch (``lambda b: b.start_with(X)``)."""
 StepFn = Callable[[StepContext[TData]], object]
 """A function step: ``fn(context)``, sync or async."""
-
-
-def _const_or_fn(value: Any) -> DataFn:
-    if callable(value) and not isinstance(value, type):
-        return value  # type: ignore[no-any-return]
-    return lambda _data: value
-
-
-def _make_body(step: Any, where: str) -> tuple[Callable[[], StepBody], str, bool]:
-    """Return (factory, name, run_in_thread) for a step given by the user."""
-    if isinstance(step, type) and issubclass(step, StepBody):
-        cls = step
-        run = cls.run
-        return cls, cls.__name__, not inspect.iscoroutinefunction(run)
-    if isinstance(step, StepBody):
-        raise DefinitionError(
-            f"{where}: pass the StepBody class {type(step).__name__}, not an instance "
-            "(a fresh instance is made for every execution)"
-        )
-    if callable(step) and not isinstance(step, type):
-        fn = step
-        name = getattr(fn, "__name__", type(fn).__name__)
-        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-            getattr(fn, "__call__", None)  # noqa: B004
-        )
-        return (lambda: FunctionStep(fn)), name, not is_async
-    raise DefinitionError(
-        f"{where}: {step!r} is not a step: use a StepBody subclass or a function(context)"
-    )
 
 
 class _Chain(Generic[TData]):
@@ -127,7 +101,7 @@ class _Chain(Generic[TData]):
     def then(self, step: StepFn[TData]) -> StepBuilder[TData, FunctionStep]: ...
     def then(self, step: Any) -> StepBuilder[TData, Any]:
         """Add ``step`` (a StepBody subclass or a function(context)) after this one."""
-        factory, name, thread = _make_body(step, f"then() after {self._where()}")
+        factory, name, thread = make_body(step, f"then() after {self._where()}")
         return StepBuilder(self._wb, self._add(factory, name, thread=thread))
 
     def _where(self) -> str:
@@ -151,11 +125,11 @@ class _Chain(Generic[TData]):
             self._wb, self._add(prim.WaitFor, f"wait_for({name})")
         )
         sb._set_input("event_name", lambda _d: name)
-        sb._set_input("event_key", _const_or_fn(key))
+        sb._set_input("event_key", const_or_fn(key))
         if effective_date is not None:
-            sb._set_input("effective_date", _const_or_fn(effective_date))
+            sb._set_input("effective_date", const_or_fn(effective_date))
         if timeout is not None:
-            sb._set_input("timeout", _duration_fn(timeout, "wait_for timeout"))
+            sb._set_input("timeout", duration_fn(timeout, "wait_for timeout"))
         return sb
 
     def delay(
@@ -163,7 +137,7 @@ class _Chain(Generic[TData]):
     ) -> StepBuilder[TData, prim.Delay]:
         """Sleep for ``period`` (a timedelta or fn(data) -> timedelta), then go on."""
         sb: StepBuilder[TData, prim.Delay] = StepBuilder(self._wb, self._add(prim.Delay, "delay"))
-        sb._set_input("period", _duration_fn(period, "delay"))
+        sb._set_input("period", duration_fn(period, "delay"))
         return sb
 
     def if_(self, condition: Callable[[TData], object]) -> ContainerBuilder[TData, prim.If]:
@@ -193,7 +167,7 @@ class _Chain(Generic[TData]):
             self._wb, self._add(prim.Foreach, "foreach", container=True)
         )
         sb._set_input("items", items)
-        sb._set_input("parallel", _const_or_fn(parallel))
+        sb._set_input("parallel", const_or_fn(parallel))
         return sb
 
     def parallel(self) -> ParallelBuilder[TData]:
@@ -244,11 +218,11 @@ class _Chain(Generic[TData]):
         sb: StepBuilder[TData, prim.Activity] = StepBuilder(
             self._wb, self._add(prim.Activity, f"activity({name})")
         )
-        sb._set_input("activity_name", _const_or_fn(name))
+        sb._set_input("activity_name", const_or_fn(name))
         if params is not None:
-            sb._set_input("params", _const_or_fn(params))
+            sb._set_input("params", const_or_fn(params))
         if effective_date is not None:
-            sb._set_input("effective_date", _const_or_fn(effective_date))
+            sb._set_input("effective_date", const_or_fn(effective_date))
         return sb
 
     def sub_workflow(
@@ -266,20 +240,12 @@ class _Chain(Generic[TData]):
         sb._set_input("definition_id", lambda _d: definition_id)
         sb._set_input("version", lambda _d: version)
         if data is not None:
-            sb._set_input("child_data", _const_or_fn(data))
+            sb._set_input("child_data", const_or_fn(data))
         return sb
 
     def end_workflow(self) -> StepBuilder[TData, prim.EndWorkflow]:
         """End the workflow here (it completes; open branches are cancelled)."""
         return StepBuilder(self._wb, self._add(prim.EndWorkflow, "end_workflow"))
-
-
-def _duration_fn(value: Any, what: str) -> DataFn:
-    if isinstance(value, timedelta):
-        return lambda _d: value
-    if callable(value):
-        return value  # type: ignore[no-any-return]
-    raise DefinitionError(f"{what}: expected a timedelta or a function of the data, got {value!r}")
 
 
 class WorkflowBuilder(_Chain[TData]):
@@ -289,6 +255,15 @@ class WorkflowBuilder(_Chain[TData]):
         self._wb = self
         self._steps: list[WorkflowStep] = [] if steps is None else steps
         self.first_step: int | None = None
+        self._retry_policy: RetryPolicy | None = None
+
+    def default_retry_policy(self, policy: RetryPolicy) -> Self:
+        """The retry policy of every step that sets no retry settings of its own
+        (the same as ``retry_policy = ...`` on the ``Workflow`` class)."""
+        if not isinstance(policy, RetryPolicy):
+            raise DefinitionError(f"default_retry_policy takes a RetryPolicy, not {policy!r}")
+        self._retry_policy = policy
+        return self
 
     def _new_step(
         self, factory: Callable[[], StepBody], name: str, *, thread: bool, container: bool
@@ -319,16 +294,24 @@ class WorkflowBuilder(_Chain[TData]):
     def start_with(self, step: StepFn[TData]) -> StepBuilder[TData, FunctionStep]: ...
     def start_with(self, step: Any) -> StepBuilder[TData, Any]:
         """Add the first step (a StepBody subclass or a function(context))."""
-        factory, name, thread = _make_body(step, "start_with()")
+        factory, name, thread = make_body(step, "start_with()")
         return StepBuilder(self, self._add(factory, name, thread=thread))
 
     def _branch(self) -> WorkflowBuilder[Any]:
         return WorkflowBuilder(self._steps)
 
     def build(
-        self, id: str, version: int, data_type: type[Any] | None, description: str | None = None
+        self,
+        id: str,
+        version: int,
+        data_type: type[Any] | None,
+        description: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> WorkflowDefinition:
-        """Resolve attachments, validate and return the definition."""
+        """Resolve attachments, validate and return the definition (``retry_policy``:
+        the definition's default, unless the builder set one)."""
+        if retry_policy is not None and not isinstance(retry_policy, RetryPolicy):
+            raise DefinitionError(f"workflow {id!r}: retry_policy must be a RetryPolicy")
         steps = self._steps
         if not steps:
             raise DefinitionError(f"workflow {id!r} version {version} has no steps")
@@ -361,7 +344,8 @@ class WorkflowBuilder(_Chain[TData]):
                 )
             if s.is_container and not s.children:
                 raise DefinitionError(f"{s.display_name}: the block is empty; add .do(branch)")
-        return WorkflowDefinition(id, version, data_type, steps, description)
+        policy = self._retry_policy or retry_policy
+        return WorkflowDefinition(id, version, data_type, steps, description, policy)
 
 
 class StepBuilder(_Chain[TData], Generic[TData, TStep]):
@@ -449,8 +433,19 @@ class StepBuilder(_Chain[TData], Generic[TData, TStep]):
         retry_interval: timedelta | None = None,
         max_retries: int | None = None,
         backoff: float = 1.0,
+        *,
+        policy: RetryPolicy | None = None,
     ) -> StepBuilder[TData, TStep]:
-        """Choose what happens when this step (or block) fails."""
+        """Choose what happens when this step (or block) fails; with RETRY either the
+        ``retry_interval`` / ``max_retries`` / ``backoff`` shorthand (no jitter) or a
+        full :class:`~wfe_core.retry.RetryPolicy` as ``policy``."""
+        if policy is not None and (retry_interval, max_retries, backoff) != (None, None, 1.0):
+            raise DefinitionError(
+                f"{self.step.display_name}: give either policy= or retry_interval / "
+                "max_retries / backoff, not both"
+            )
+        if policy is not None and not isinstance(policy, RetryPolicy):
+            raise DefinitionError(f"{self.step.display_name}: policy must be a RetryPolicy")
         if not isinstance(behavior, ErrorBehavior):
             raise DefinitionError(f"{self.step.display_name}: on_error takes an ErrorBehavior")
         if max_retries is not None and max_retries < 0:
@@ -463,11 +458,30 @@ class StepBuilder(_Chain[TData], Generic[TData, TStep]):
         self.step.retry_interval = retry_interval
         self.step.max_retries = max_retries
         self.step.backoff = backoff
+        self.step.retry_policy = policy
+        return self
+
+    def retry_policy(self, policy: RetryPolicy) -> StepBuilder[TData, TStep]:
+        """Retry this step as ``policy`` says (``on_error(ErrorBehavior.RETRY,
+        policy=policy)``)."""
+        return self.on_error(ErrorBehavior.RETRY, policy=policy)
+
+    def timeout(self, limit: timedelta) -> StepBuilder[TData, TStep]:
+        """Limit one run of this step's body to ``limit``: past it ``context.cancelled``
+        fires, an async body is cancelled, and the step fails with ``StepTimeout``
+        (handled by its error policy). A sync body runs in a thread that cannot be
+        stopped: it runs on, and its late result is discarded. Waiting for an event is
+        not running: limit a wait with ``wait_for(timeout=...)``."""
+        if not isinstance(limit, timedelta) or limit <= timedelta(0):
+            raise DefinitionError(
+                f"{self.step.display_name}: timeout must be a positive timedelta, not {limit!r}"
+            )
+        self.step.timeout = limit
         return self
 
     def compensate_with(self, step: type[StepBody] | StepFn[TData]) -> StepBuilder[TData, TStep]:
         """Run ``step`` to undo this one when it (or its saga) fails."""
-        factory, name, thread = _make_body(step, f"compensate_with() of {self._where()}")
+        factory, name, thread = make_body(step, f"compensate_with() of {self._where()}")
         comp = self._wb._new_step(factory, name, thread=thread, container=False)
         comp.is_compensation = True
         self.step.compensation_step_id = comp.id
@@ -563,7 +577,7 @@ class ScheduleBuilder(Generic[TData, TChain]):
         self._chain = chain
         self._body = body
         self._name = name
-        self._interval = _duration_fn(interval, name)
+        self._interval = duration_fn(interval, name)
         self._until = until
 
     def do(self, branch: BranchFn[TData]) -> TChain:
@@ -576,11 +590,6 @@ class ScheduleBuilder(Generic[TData, TChain]):
             sb.step.cancel_condition = None
         sb._add_branch(branch, None, self._name)
         return self._chain
-
-
-def as_iterable(value: Any) -> Iterable[Any]:
-    """Items of a foreach collection (None means none)."""
-    return () if value is None else value
 
 
 _ = datetime  # re-exported type used in annotations of builder callers

@@ -12,12 +12,17 @@ __all__ = [
     "ConcurrencyError",
     "ControlPending",
     "DefinitionError",
+    "DuplicateEventId",
+    "DuplicateIdempotencyKey",
+    "EventIdConflict",
     "EventNotFound",
+    "IdempotencyKeyConflict",
     "LeaseLost",
     "NotFoundError",
     "ProviderNotFound",
     "ProviderUnavailable",
     "SerializationError",
+    "StepTimeout",
     "SubscriptionNotFound",
     "TokenMismatch",
     "WfeError",
@@ -122,6 +127,66 @@ class ControlPending(ConcurrencyError):
         self.action = action
 
 
+class DuplicateIdempotencyKey(ConcurrencyError):
+    """``create_workflow`` refused an instance because another instance of the same
+    workflow definition already holds its idempotency key (nothing was written);
+    ``existing_id`` is that instance's id."""
+
+    def __init__(self, definition_id: str, idempotency_key: str, existing_id: str) -> None:
+        WfeError.__init__(
+            self,
+            f"workflow definition {definition_id!r} already has instance {existing_id!r} "
+            f"with idempotency key {idempotency_key!r}; nothing was written",
+        )
+        self.workflow_id = existing_id
+        self.expected_revision = 0
+        self.definition_id = definition_id
+        self.idempotency_key = idempotency_key
+        self.existing_id = existing_id
+
+
+class IdempotencyKeyConflict(WfeError, ValueError):
+    """``start_workflow`` was given an idempotency key that an existing instance of the
+    definition holds, but with other data or another version: that is a different
+    request reusing the key, so nothing was started. ``existing_id`` names the
+    instance holding the key."""
+
+    def __init__(
+        self, definition_id: str, idempotency_key: str, existing_id: str, difference: str
+    ) -> None:
+        super().__init__(
+            f"idempotency key {idempotency_key!r} of workflow {definition_id!r} belongs to "
+            f"instance {existing_id!r}, started with {difference}; nothing was started. "
+            "Use a new key for a different request, or the same data to get that instance"
+        )
+        self.definition_id = definition_id
+        self.idempotency_key = idempotency_key
+        self.existing_id = existing_id
+
+
+class DuplicateEventId(WfeError, ValueError):
+    """``create_event`` refused an event because one with the same id is stored
+    already (nothing was written). A ``ValueError`` too, as stores raised before."""
+
+    def __init__(self, event_id: str) -> None:
+        super().__init__(f"an event with id {event_id!r} already exists; nothing was written")
+        self.event_id = event_id
+
+
+class EventIdConflict(WfeError, ValueError):
+    """``publish_event`` was given an ``event_id`` that a stored event with another
+    name or key already has: a different event reusing the id, so nothing was
+    published."""
+
+    def __init__(self, event_id: str, stored: tuple[str, str], given: tuple[str, str]) -> None:
+        super().__init__(
+            f"event id {event_id!r} belongs to the event {stored[0]!r} with key {stored[1]!r}, "
+            f"not {given[0]!r} with key {given[1]!r}; nothing was published. "
+            "Use a new event id for a different event"
+        )
+        self.event_id = event_id
+
+
 class CapabilityNotSupported(WfeError, NotImplementedError):
     """An optional capability was used on a provider that does not declare it."""
 
@@ -155,6 +220,17 @@ class SerializationError(WfeError, TypeError):
 
 class DefinitionError(WfeError, ValueError):
     """A workflow definition is invalid (named step, and what is wrong with it)."""
+
+
+class StepTimeout(WfeError, TimeoutError):
+    """A step ran longer than its ``.timeout(...)``: its ``context.cancelled`` fired and
+    the step failed with this error, which its error policy handles like any other
+    (retry, suspend, terminate, compensate)."""
+
+    def __init__(self, step: str, timeout: float) -> None:
+        super().__init__(f"{step} did not finish within its timeout of {timeout:g}s")
+        self.step = step
+        self.timeout = timeout
 
 
 class WorkflowNotRegistered(WfeError, LookupError):

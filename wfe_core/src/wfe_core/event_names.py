@@ -8,7 +8,12 @@ importing each other.
 
 from __future__ import annotations
 
-__all__ = ["ACTIVITY_EVENT", "PARENT_ATTRIBUTE", "WORKFLOW_ENDED_EVENT"]
+__all__ = [
+    "ACTIVITY_EVENT",
+    "EXECUTION_DEADLINE_ATTRIBUTE",
+    "PARENT_ATTRIBUTE",
+    "WORKFLOW_ENDED_EVENT",
+]
 
 ACTIVITY_EVENT = "wfe.activity"
 """Event name of activity subscriptions (the key is the activity name)."""
@@ -18,3 +23,7 @@ WORKFLOW_ENDED_EVENT = "wfe.workflow.ended"
 
 PARENT_ATTRIBUTE = "wfe.parent_workflow_id"
 """Extension attribute on a child's first pointer naming its parent workflow."""
+
+EXECUTION_DEADLINE_ATTRIBUTE = "wfe.execution_deadline"
+"""Extension attribute on an instance's first pointer: when its execution timeout
+expires (an ISO 8601 UTC time; see ``WorkflowInstance.execution_deadline``)."""

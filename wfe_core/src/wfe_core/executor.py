@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from wfe_core import clock
 from wfe_core.crashpoints import crash_point
 from wfe_core.engine import WorkflowEngine
-from wfe_core.errors import LeaseLost
+from wfe_core.errors import LeaseLost, StepTimeout
 from wfe_core.models import (
     ExecutionPointer,
     LifecycleEventType,
@@ -98,6 +99,27 @@ class _Pass(PassState):
 
     async def run(self) -> None:
         inst = self.instance
+        if self._expired() and inst.status is WorkflowStatus.RUNNABLE:
+            self._expire()  # the execution timeout passed while nothing ran it
+            await self._checkpoint()
+            return
+        watch = None
+        if self.deadline is not None and self.ready:
+            watch = asyncio.ensure_future(self._watch_deadline(self.deadline))
+        try:
+            await self._run_ready()
+        finally:
+            if watch is not None:
+                watch.cancel()
+
+    async def _watch_deadline(self, deadline: datetime) -> None:
+        """Cancel the running steps (``context.cancelled``) when the execution timeout
+        expires during the pass; the pass then terminates the instance."""
+        await clock.sleep(max((deadline - utcnow()).total_seconds(), 0.0))
+        self.control.cancelled.set()
+
+    async def _run_ready(self) -> None:
+        inst = self.instance
         self._process_cancellations()
         if self._dirty():
             await self._checkpoint()
@@ -109,6 +131,8 @@ class _Pass(PassState):
             if not self._runnable(p):
                 continue
             await self._execute(p)
+            if self._expired() and inst.status is WorkflowStatus.RUNNABLE:
+                self._expire()
             self._process_cancellations()
             if not self.open and inst.status is WorkflowStatus.RUNNABLE:
                 self._finish(WorkflowStatus.COMPLETE)
@@ -169,13 +193,18 @@ class _Pass(PassState):
             self._event(LifecycleEventType.STEP_STARTED, p)
         if p.status is not PointerStatus.RUNNING:
             p.status = PointerStatus.RUNNING
-        context: StepContext[Any] = StepContext(inst, step, p, self.host, self.control.cancelled)
+        # a step with a timeout gets its own cancel signal (the pass's one still fires it)
+        cancelled = self.control.cancelled if step.timeout is None else asyncio.Event()
+        context: StepContext[Any] = StepContext(inst, step, p, self.host, cancelled)
         try:
             body = step.body()  # a body whose __init__ raises is an ordinary step error
             data = inst.data
             for attr, fn, nargs in step.inputs:
                 setattr(body, attr, fn(data) if nargs == 1 else fn(data, context))
-            result = await self.ex.run_step(step, body, context)
+            if step.timeout is None:
+                result = await self.ex.run_step(step, body, context)
+            else:
+                result = await self._run_limited(step, body, context, step.timeout)
             if result is None:
                 result = ExecutionResult.next()
             elif not isinstance(result, ExecutionResult):
@@ -189,10 +218,62 @@ class _Pass(PassState):
             if self.control.cancelled.is_set() and inst.status is not WorkflowStatus.RUNNABLE:
                 return
             self.now = utcnow()
+            if self._expired():
+                return  # cancelled by the execution timeout: the pass terminates it
             self._handle_error(p, step, exc)
             return
         self.now = utcnow()
         self._apply_result(p, step, result)
+
+    async def _run_limited(
+        self, step: WorkflowStep, body: StepBody, context: StepContext[Any], limit: timedelta
+    ) -> ExecutionResult | None:
+        """Run the body with a watchdog: past ``limit`` the step's ``context.cancelled``
+        fires, the body is cancelled (a thread runs on; its result is dropped) and
+        :class:`StepTimeout` is raised."""
+        runner = asyncio.ensure_future(self.ex.run_step(step, body, context))
+        seconds = limit.total_seconds()
+        fired: list[bool] = []
+        dog = asyncio.ensure_future(
+            _watchdog(runner, context.cancelled, self.control.cancelled, seconds, fired)
+        )
+        try:
+            await asyncio.wait((runner,))
+        finally:
+            if not runner.done():
+                runner.cancel()  # this pass itself is being cancelled
+            dog.cancel()
+        if fired:  # past the limit the step fails, even if the body ended meanwhile
+            if not runner.cancelled():
+                runner.exception()  # retrieved: a late error is not logged as lost
+            raise StepTimeout(step.display_name, seconds)
+        return runner.result()
+
+
+async def _watchdog(
+    runner: asyncio.Future[Any],
+    step_cancelled: asyncio.Event,
+    pass_cancelled: asyncio.Event,
+    seconds: float,
+    fired: list[bool],
+) -> None:
+    """Wait ``seconds`` of the engine's clock, passing a cancel of the whole pass on
+    to the step meanwhile; then note the timeout in ``fired``, fire the step's
+    ``cancelled`` and cancel the body."""
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waiter = asyncio.ensure_future(pass_cancelled.wait())
+    try:
+        done, _ = await asyncio.wait((sleeper, waiter), return_when=asyncio.FIRST_COMPLETED)
+        if sleeper not in done:
+            step_cancelled.set()
+            await sleeper
+    finally:
+        sleeper.cancel()
+        waiter.cancel()
+    fired.append(True)
+    step_cancelled.set()
+    await asyncio.sleep(0)  # the body sees context.cancelled before it is cancelled
+    runner.cancel()
 
 
 class WorkflowExecutor:

@@ -28,6 +28,7 @@ from enum import StrEnum
 from typing import Any, SupportsIndex, overload
 
 from wfe_core import clock as _clock
+from wfe_core.event_names import EXECUTION_DEADLINE_ATTRIBUTE
 
 __all__ = [
     "Event",
@@ -290,6 +291,10 @@ class WorkflowInstance:
     ``persist_workflow``: a suspend / resume / terminate request recorded by
     ``request_control`` (from any process) that the host holding the instance has not
     applied yet, else None.
+
+    ``idempotency_key`` is the key the instance was started with
+    (``start_workflow(..., idempotency_key=...)``), else None: unique per workflow
+    definition while the instance is stored, written by ``create_workflow`` only.
     """
 
     workflow_definition_id: str
@@ -305,6 +310,7 @@ class WorkflowInstance:
     complete_time: datetime | None = None
     revision: int = 0
     control_request: str | None = None
+    idempotency_key: str | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "execution_pointers" and not isinstance(value, PointerList):
@@ -322,6 +328,23 @@ class WorkflowInstance:
     def pointer(self, pointer_id: str) -> ExecutionPointer | None:
         """Return the execution pointer with this id, or None."""
         return self.execution_pointers.get(pointer_id)
+
+    @property
+    def execution_deadline(self) -> datetime | None:
+        """When this instance's execution timeout expires (``start_workflow(...,
+        execution_timeout=...)``), or None: it is then TERMINATED. Stored on the first
+        pointer (``EXECUTION_DEADLINE_ATTRIBUTE``); read-only."""
+        if not self.execution_pointers:
+            return None
+        value = self.execution_pointers[0].extension_attributes.get(EXECUTION_DEADLINE_ATTRIBUTE)
+        if isinstance(value, datetime):
+            return value
+        if isinstance(value, str):
+            try:
+                return datetime.fromisoformat(value)
+            except ValueError:
+                return None
+        return None
 
 
 @dataclass(eq=True)

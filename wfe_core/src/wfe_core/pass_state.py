@@ -24,6 +24,7 @@ from wfe_core.models import (
     utcnow,
 )
 from wfe_core.options import HostOptions
+from wfe_core.retry import RetryPolicy, backoff_delay
 from wfe_core.steps import (
     ErrorBehavior,
     ExecutionResult,
@@ -82,6 +83,7 @@ class PassState:
         self.ended_waiters: list[str] = []
         self.lifecycle: list[LifecycleEvent] = []
         self.ended_status: WorkflowStatus | None = None
+        self.deadline = instance.execution_deadline
         for p in instance.execution_pointers:
             if p.end_time is None:
                 self.open[p.id] = p
@@ -199,7 +201,7 @@ class PassState:
             return None
         if self.ready:
             return self.now
-        best: datetime | None = None
+        best = self.deadline  # a pass must run when the execution timeout expires
         for p in self.open.values():
             if self.open_in_scope.get(p.id, 0):
                 continue
@@ -323,9 +325,31 @@ class PassState:
             message,
         )
 
+    def _retry_policy(self, step: WorkflowStep) -> RetryPolicy | None:
+        """The step's policy; else (no shorthand settings) the definition's default;
+        None when the ``retry_interval`` / ``max_retries`` / ``backoff`` shorthand or
+        the host's ``error_retry_interval`` rules."""
+        if step.retry_policy is not None:
+            return step.retry_policy
+        if step.retry_interval is None and step.max_retries is None and step.backoff == 1.0:
+            return self.definition.retry_policy
+        return None
+
+    def _retries_exhausted(self, step: WorkflowStep, retries_done: int) -> bool:
+        policy = self._retry_policy(step)
+        if policy is not None:
+            return policy.exhausted(retries_done)
+        return step.max_retries is not None and retries_done >= step.max_retries
+
     def _retry_delay(self, step: WorkflowStep, attempt: int) -> timedelta:
+        """The wait before retry ``attempt`` (1 = the first): the one place a step's
+        retry delay is computed."""
+        policy = self._retry_policy(step)
+        if policy is not None:
+            return policy.delay(attempt)
         base = step.retry_interval or timedelta(seconds=self.options.error_retry_interval)
-        return base * (step.backoff ** max(attempt - 1, 0))
+        seconds = backoff_delay(attempt, base.total_seconds(), step.backoff)  # no jitter
+        return timedelta(seconds=seconds)
 
     def _handle_error(self, p: ExecutionPointer, step: WorkflowStep, exc: Exception) -> None:
         self._record_error(p, exc)
@@ -336,7 +360,10 @@ class PassState:
             else:
                 behavior = ErrorBehavior.RETRY
         if behavior is ErrorBehavior.RETRY:
-            if step.max_retries is not None and p.retry_count >= step.max_retries:
+            policy = self._retry_policy(step)
+            if self._retries_exhausted(step, p.retry_count) or (
+                policy is not None and not policy.retries(exc)
+            ):
                 self._fail(p)
                 return
             p.retry_count += 1
@@ -402,8 +429,8 @@ class PassState:
         to_compensate = ([p] if has_undo else []) + done
         bstep = self.steps[boundary.step_id]
         behavior = bstep.error_behavior if bstep.is_saga else None
-        retrying = behavior is ErrorBehavior.RETRY and not (
-            bstep.max_retries is not None and boundary.retry_count >= bstep.max_retries
+        retrying = behavior is ErrorBehavior.RETRY and not self._retries_exhausted(
+            bstep, boundary.retry_count
         )
         if not retrying:
             to_compensate.append(boundary)  # the block's own compensation, if it has one
@@ -462,6 +489,23 @@ class PassState:
             self._end(p, PointerStatus.COMPENSATED)
             self._event(LifecycleEventType.STEP_COMPLETED, p)
             self._follow_outcomes(p, step)
+
+    def _expired(self) -> bool:
+        """Whether the instance's execution timeout has expired."""
+        return self.deadline is not None and self.now >= self.deadline
+
+    def _expire(self) -> None:
+        """The execution timeout expired: record why and terminate the instance (its
+        open pointers are cancelled, their subscriptions dropped at the checkpoint)."""
+        first = self.instance.execution_pointers[0]
+        self._record_error(
+            first,
+            TimeoutError(
+                f"the execution timeout of workflow {self.instance.id} expired at "
+                f"{self.deadline}; the workflow was terminated"
+            ),
+        )
+        self._finish(WorkflowStatus.TERMINATED)
 
     def _suspend(self) -> None:
         self.instance.status = WorkflowStatus.SUSPENDED

@@ -6,16 +6,17 @@ object handed in may be changed by the caller afterwards without effect. Times a
 timezone-aware UTC datetimes; naive datetimes are refused with ``ValueError``.
 
 Every store keeps the same text: event names and keys, workflow definition ids,
-references, activity worker ids and tokens of at most :data:`MAX_KEY_LENGTH` (400)
-characters, ids a caller gives of at most :data:`MAX_ID_LENGTH` (200), and no NUL
-character or lone surrogate anywhere in them or in a description. ``create_workflow``,
-``persist_workflow`` (its new subscriptions), ``create_subscription``,
-``create_event``, ``set_subscription_token`` and ``schedule_command`` refuse anything
-else with ``ValueError`` naming the field and the limit, before writing anything
-(:func:`check_instance_text`, :func:`check_subscription_text`,
-:func:`check_event_text`, :func:`check_key`). Look-ups by such a value
-(``get_events``, ``get_subscriptions``, ``get_first_open_subscription``,
-``query_workflows`` filters) find nothing (:func:`storable_key`).
+references, idempotency keys, activity worker ids and tokens of at most
+:data:`MAX_KEY_LENGTH` (400) characters, ids a caller gives of at most
+:data:`MAX_ID_LENGTH` (200), and no NUL character or lone surrogate anywhere in them
+or in a description. ``create_workflow``, ``persist_workflow`` (its new
+subscriptions), ``create_subscription``, ``create_event``, ``set_subscription_token``
+and ``schedule_command`` refuse anything else with ``ValueError`` naming the field and
+the limit, before writing anything (:func:`check_instance_text`,
+:func:`check_subscription_text`, :func:`check_event_text`, :func:`check_key`).
+Look-ups by such a value (``get_events``, ``get_subscriptions``,
+``get_first_open_subscription``, ``query_workflows`` filters) find nothing
+(:func:`storable_key`).
 
 The conformance suite (:mod:`wfe_conformance`) pins down each of these semantics.
 """
@@ -54,6 +55,7 @@ __all__ = [
     "check_control_action",
     "check_event_text",
     "check_id",
+    "check_idempotency_key",
     "check_instance_text",
     "check_key",
     "check_non_negative",
@@ -144,12 +146,27 @@ def check_id(value: object, what: str) -> None:
     check_text(value, what, MAX_ID_LENGTH)
 
 
+def check_idempotency_key(value: object, what: str = "idempotency_key") -> None:
+    """Argument check for an idempotency key: a non-empty string within
+    :func:`check_key`'s limits (``TypeError`` for another type, ``ValueError`` for an
+    empty or unstorable string); None passes (no key)."""
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string or None, not {type(value).__name__}")
+    if not value:
+        raise ValueError(f"{what} must be a non-empty string (or None for no key)")
+    check_key(value, what)
+
+
 def check_instance_text(instance: WorkflowInstance, what: str = "instance") -> None:
     """The text checks of a new instance: its id (when given), definition id,
-    reference and description (see :func:`check_text`)."""
+    reference, idempotency key and description (see :func:`check_text` and
+    :func:`check_idempotency_key`)."""
     check_id(instance.id, f"{what}.id")
     check_key(instance.workflow_definition_id, f"{what}.workflow_definition_id")
     check_key(instance.reference, f"{what}.reference", optional=True)
+    check_idempotency_key(instance.idempotency_key, f"{what}.idempotency_key")
     check_text(instance.description, f"{what}.description", None, optional=True)
 
 
@@ -227,6 +244,19 @@ class WorkflowRepository(Protocol):
     and a host whose lease lapsed can write nothing more for that instance, whatever
     happens to a distributed lock service in front of the store. A claim is live while
     the store's clock is before its expiry.
+
+    Idempotency keys
+    ----------------
+    An instance may carry an ``idempotency_key``. The pair
+    ``(workflow_definition_id, idempotency_key)`` is unique in the store, enforced
+    atomically by :meth:`create_workflow` (a unique constraint or its equivalent): of
+    any number of concurrent creates with one pair, from one process or many, exactly
+    one is stored. Instances without a key (None) never conflict, and the same key
+    under another definition id is another pair. The key is kept as long as the
+    instance is stored (completed or terminated too) and is freed only when
+    :meth:`purge_workflows` deletes it. It is returned by every read
+    (``get_workflow_instance``, ``get_workflow_instances``, ``query_workflows``) and
+    never changed by :meth:`persist_workflow`.
     """
 
     async def create_workflow(
@@ -243,6 +273,14 @@ class WorkflowRepository(Protocol):
         exists raises :class:`~wfe_core.errors.ConcurrencyError`. With ``owner`` and
         ``lease_until`` the instance is stored already claimed by ``owner`` (the same
         claim :meth:`claim_workflow` takes).
+
+        When another stored instance of the same ``workflow_definition_id`` has the
+        same non-None ``instance.idempotency_key``, nothing is written and
+        :class:`~wfe_core.errors.DuplicateIdempotencyKey` (a ``ConcurrencyError``) is
+        raised with ``existing_id`` naming that instance -- atomically, so concurrent
+        creates with one key store exactly one instance (see "Idempotency keys"). An
+        empty key or a key of another type is refused by
+        :func:`check_idempotency_key`.
         """
         ...
 
@@ -275,7 +313,8 @@ class WorkflowRepository(Protocol):
         TERMINATED also drops the claim (no separate release). Without ``owner``, it is
         refused with ``LeaseLost`` while anyone holds a live claim (pending requests are
         left alone).
-        ``instance.control_request`` is never written.
+        ``instance.control_request`` and ``instance.idempotency_key`` are never
+        written.
         """
         ...
 
@@ -358,7 +397,8 @@ class WorkflowRepository(Protocol):
     async def purge_workflows(self, status: WorkflowStatus, older_than: datetime) -> int:
         """Delete instances in ``status`` (COMPLETE or TERMINATED) whose
         ``complete_time`` is before ``older_than``, with their pointers, subscriptions
-        and errors; return the count. Capability ``PURGE``."""
+        and errors; return the count. Their idempotency keys are freed (a later create
+        may use them again). Capability ``PURGE``."""
         ...
 
 
@@ -435,7 +475,12 @@ class EventRepository(Protocol):
 
     async def create_event(self, event: Event) -> str:
         """Insert an event and return its id (assigned when empty, written back). An
-        event given with ``set_aside`` is stored set aside (and so processed)."""
+        event given with ``set_aside`` is stored set aside (and so processed).
+
+        An event whose id is stored already is refused atomically with
+        :class:`~wfe_core.errors.DuplicateEventId` (a ``ValueError``), nothing
+        written: of concurrent creates with one id exactly one is stored (what makes
+        ``publish_event(..., event_id=...)`` store and deliver an event once)."""
         ...
 
     async def get_event(self, event_id: str) -> Event:

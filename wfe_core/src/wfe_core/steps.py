@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -25,6 +25,7 @@ from wfe_core.errors import DefinitionError, WorkflowNotRegistered
 from wfe_core.event_names import ACTIVITY_EVENT
 from wfe_core.models import ExecutionPointer, WorkflowInstance
 from wfe_core.persistence import check_key
+from wfe_core.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from wfe_core.engine import WorkflowEngine
@@ -48,7 +49,8 @@ class ErrorBehavior(StrEnum):
 
     RETRY = "retry"
     """Run the step again after ``retry_interval`` (growing by ``backoff``), at most
-    ``max_retries`` times; then the step fails."""
+    ``max_retries`` times -- or as its :class:`~wfe_core.retry.RetryPolicy` says; then
+    the step fails."""
     SUSPEND = "suspend"
     """Suspend the workflow; ``resume_workflow`` runs the step again."""
     TERMINATE = "terminate"
@@ -219,6 +221,29 @@ def _call_style(fn: Callable[..., Any], max_args: int) -> int:
     return max(1, min(len(params), max_args))
 
 
+def make_body(step: Any, where: str) -> tuple[Callable[[], StepBody], str, bool]:
+    """Return (factory, name, run_in_thread) for a step given by the user."""
+    if isinstance(step, type) and issubclass(step, StepBody):
+        cls = step
+        run = cls.run
+        return cls, cls.__name__, not inspect.iscoroutinefunction(run)
+    if isinstance(step, StepBody):
+        raise DefinitionError(
+            f"{where}: pass the StepBody class {type(step).__name__}, not an instance "
+            "(a fresh instance is made for every execution)"
+        )
+    if callable(step) and not isinstance(step, type):
+        fn = step
+        name = getattr(fn, "__name__", type(fn).__name__)
+        is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004
+        )
+        return (lambda: FunctionStep(fn)), name, not is_async
+    raise DefinitionError(
+        f"{where}: {step!r} is not a step: use a StepBody subclass or a function(context)"
+    )
+
+
 @dataclass(slots=True)
 class Outcome:
     """An edge to ``next_step``: taken when the step proceeds and the value matches
@@ -251,6 +276,13 @@ class WorkflowStep:
     retry_interval: timedelta | None = None
     max_retries: int | None = None
     backoff: float = 1.0
+    retry_policy: RetryPolicy | None = None
+    """The step's own retry policy (``.retry_policy(...)``); None: the legacy
+    ``retry_interval`` / ``max_retries`` / ``backoff`` settings, else the definition's
+    default policy, else every ``HostOptions.error_retry_interval`` for ever."""
+    timeout: timedelta | None = None
+    """``.timeout(...)``: past it the step's ``context.cancelled`` fires and it fails
+    with :class:`~wfe_core.errors.StepTimeout`."""
     compensation_step_id: int | None = None
     is_saga: bool = False
     is_container: bool = False
@@ -284,8 +316,11 @@ class WorkflowDefinition:
         data_type: type[Any] | None,
         steps: list[WorkflowStep],
         description: str | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.id = id
+        self.retry_policy = retry_policy
+        """The default retry policy of steps that set no retry settings of their own."""
         self.version = version
         self.data_type = data_type
         self.steps = steps
@@ -330,3 +365,26 @@ class WorkflowRegistry:
     def all(self) -> list[WorkflowDefinition]:
         """Every registered definition."""
         return list(self._defs.values())
+
+
+def const_or_fn(value: Any) -> Callable[..., Any]:
+    """``value`` as a function of the data: itself when callable (and not a class),
+    else a function returning it."""
+    if callable(value) and not isinstance(value, type):
+        return value  # type: ignore[no-any-return]
+    return lambda _data: value
+
+
+def duration_fn(value: Any, what: str) -> Callable[..., Any]:
+    """A ``timedelta`` or a function of the data returning one, as a function of the
+    data; anything else is a DefinitionError naming ``what``."""
+    if isinstance(value, timedelta):
+        return lambda _d: value
+    if callable(value):
+        return value  # type: ignore[no-any-return]
+    raise DefinitionError(f"{what}: expected a timedelta or a function of the data, got {value!r}")
+
+
+def as_iterable(value: Any) -> Iterable[Any]:
+    """Items of a foreach collection (None means none)."""
+    return () if value is None else value

@@ -11,6 +11,7 @@ import typing
 from typing import Any, ClassVar, Generic, TypeVar
 
 from wfe_core.builder import WorkflowBuilder
+from wfe_core.retry import RetryPolicy
 
 __all__ = ["Workflow"]
 
@@ -35,6 +36,8 @@ class Workflow(Generic[TData]):
     version: ClassVar[int] = 1
     data_type: ClassVar[type[Any] | None] = None
     description: ClassVar[str | None] = None
+    retry_policy: ClassVar[RetryPolicy | None] = None
+    """The default retry policy of the steps that set no retry settings of their own."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

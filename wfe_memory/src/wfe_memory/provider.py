@@ -28,6 +28,8 @@ from wfe_core.capabilities import Capability
 from wfe_core.errors import (
     ConcurrencyError,
     ControlPending,
+    DuplicateEventId,
+    DuplicateIdempotencyKey,
     EventNotFound,
     LeaseLost,
     ProviderUnavailable,
@@ -196,6 +198,8 @@ class MemoryPersistenceProvider(ProviderBase):
         self.name = name
         self._seq = itertools.count()
         self._instances: dict[str, _StoredInstance] = {}
+        # (workflow_definition_id, idempotency_key) -> instance id
+        self._by_idempotency_key: dict[tuple[str, str], str] = {}
         self._subscriptions: dict[str, _StoredSubscription] = {}
         self._subs_by_topic: dict[tuple[str, str], dict[str, None]] = {}
         self._subs_by_workflow: dict[str, dict[str, None]] = {}
@@ -228,6 +232,7 @@ class MemoryPersistenceProvider(ProviderBase):
         await super().close()
         for table in (
             self._instances,
+            self._by_idempotency_key,
             self._subscriptions,
             self._subs_by_topic,
             self._subs_by_workflow,
@@ -356,6 +361,11 @@ class MemoryPersistenceProvider(ProviderBase):
         workflow_id = instance.id or new_id()
         if workflow_id in self._instances:
             raise ConcurrencyError(workflow_id, 0)
+        key = header.idempotency_key
+        if key is not None:
+            held_by = self._by_idempotency_key.get((header.workflow_definition_id, key))
+            if held_by is not None:
+                raise DuplicateIdempotencyKey(header.workflow_definition_id, key, held_by)
         header.id = workflow_id
         header.revision = 1
         pointers: dict[str, ExecutionPointer] = {}
@@ -365,6 +375,8 @@ class MemoryPersistenceProvider(ProviderBase):
         self._instances[workflow_id] = _StoredInstance(
             header, pointers, next(self._seq), owner, lease_until if owner else None
         )
+        if key is not None:
+            self._by_idempotency_key[(header.workflow_definition_id, key)] = workflow_id
         instance.id = workflow_id
         instance.revision = 1
         instance.mark_persisted()
@@ -402,6 +414,7 @@ class MemoryPersistenceProvider(ProviderBase):
         # it can be.
         header = self._store_header(instance)
         header.revision = instance.revision + 1
+        header.idempotency_key = stored.header.idempotency_key  # written on create only
         changed = [
             (p.id, self._store_pointer(p, f"execution_pointers[{p.id!r}]"))
             for p in instance.changed_pointers()
@@ -583,7 +596,11 @@ class MemoryPersistenceProvider(ProviderBase):
             and s.header.complete_time < older_than
         ]
         for workflow_id in doomed:
-            del self._instances[workflow_id]
+            gone = self._instances.pop(workflow_id).header
+            if gone.idempotency_key is not None:
+                self._by_idempotency_key.pop(
+                    (gone.workflow_definition_id, gone.idempotency_key), None
+                )
             for sub_id in list(self._subs_by_workflow.get(workflow_id, ())):
                 self._delete_subscription(sub_id)
             self._errors.pop(workflow_id, None)
@@ -785,7 +802,7 @@ class MemoryPersistenceProvider(ProviderBase):
         await self._enter()
         event_id = event.id or new_id()
         if event_id in self._events:
-            raise ValueError(f"an event with id {event_id!r} already exists")
+            raise DuplicateEventId(event_id)
         stored = Event(
             event_name=event.event_name,
             event_key=event.event_key,

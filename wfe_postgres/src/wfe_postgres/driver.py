@@ -56,6 +56,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from wfe_core.errors import ProviderUnavailable, WfeError
 from wfe_core.models import QueueType
+from wfe_core.retry import Backoff
 from wfe_sql.driver import BatchAborted, IntegrityViolation, Op, Row, SqlDriver
 from wfe_sql.group_commit import GroupCommit, Outcome, skip_or_abort
 from wfe_sql.queues import local_signal
@@ -926,7 +927,7 @@ class Listener:
 
     async def _run(self) -> None:
         driver = self._driver
-        backoff = 0.05
+        wait = Backoff(0.05, maximum=2.0, jitter=0.2)
         failures = 0
         while True:
             lost = asyncio.Event()
@@ -940,7 +941,8 @@ class Listener:
                 self.connects += 1
                 if failures:
                     _log.warning("listening on %s again after %d failures", driver.name, failures)
-                backoff, failures = 0.05, 0
+                failures = 0
+                wait.reset()
                 self._resolve_first()
                 self._wake_all()  # work queued while we were not listening
                 while not lost.is_set():
@@ -970,8 +972,7 @@ class Listener:
                 self._resolve_first()
                 if was:
                     self._wake_all()  # waiters switch to polling
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+            await asyncio.sleep(next(wait))
 
     async def close(self) -> None:
         """Stop listening and close the connection (idempotent)."""

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from redis.asyncio.client import PubSub
+from wfe_core.retry import Backoff
 
 from wfe_redis._connection import RedisComponent, cancel_and_wait
 
@@ -100,7 +101,7 @@ class ChannelListener:
                 log.exception("pub/sub state callback failed")
 
     async def _run(self) -> None:
-        backoff = 0.05
+        wait = Backoff(0.05, maximum=_MAX_BACKOFF, jitter=0.2)
         failing = False
         while True:
             try:
@@ -108,7 +109,8 @@ class ChannelListener:
                     await self._subscribe()
                     if failing:
                         log.info("Redis at %s is back; listening again", self._component.url)
-                    failing, backoff = False, 0.05
+                    failing = False
+                    wait.reset()
                 assert self._pubsub is not None
                 message: dict[str, Any] | None = await self._pubsub.get_message(
                     ignore_subscribe_messages=True, timeout=_READ_TIMEOUT
@@ -127,8 +129,7 @@ class ChannelListener:
                 await self._close()
                 if was_connected:
                     self._set_state(False)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                await asyncio.sleep(next(wait))
                 continue
             if message is None or message.get("type") != "message":
                 continue

@@ -93,6 +93,14 @@ MIGRATIONS: tuple[Migration, ...] = (
             indexes=("wfe_ix_workflows_control",),
         ),
     ),
+    Migration(
+        3,
+        "idempotent starts (workflows.idempotency_key, unique per definition id)",
+        _add_columns(
+            ("wfe_workflows", "idempotency_key"),
+            indexes=("wfe_ux_workflows_idempotency",),
+        ),
+    ),
 )
 """The upgrade steps of existing stores, oldest first."""
 

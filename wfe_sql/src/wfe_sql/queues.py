@@ -28,6 +28,7 @@ import weakref
 from typing import TYPE_CHECKING
 
 from wfe_core.models import QueueType
+from wfe_core.retry import Backoff
 
 from wfe_sql.driver import DriverComponent, SqlDriver
 from wfe_sql.statements import QueueStatements
@@ -213,7 +214,9 @@ class SqlQueueProvider(DriverComponent[QueueStatements]):
             if timeout <= 0 or self._stopped:
                 return None
             deadline = time.monotonic() + timeout
-            delay = self.poll_bounds()[0]
+            lo, hi = self.poll_bounds()
+            wait = Backoff(lo, maximum=hi, jitter=0.2)
+            delay = next(wait)
             while True:
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -221,7 +224,7 @@ class SqlQueueProvider(DriverComponent[QueueStatements]):
                 await self.wait_for_work(name, min(delay, left), seen)
                 if self.stopped:
                     return None
-                delay = min(delay * 2, self.poll_bounds()[1])
+                delay = next(wait)
                 seen = signal.version
                 if await self.has_work(name):
                     item = await self._take(name)

@@ -54,7 +54,7 @@ __all__ = [
     "workflows",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The schema version this code creates and understands."""
 
 TABLE_PREFIX = "wfe_"
@@ -99,12 +99,16 @@ workflows = Table(
     Column("owner", String(100)),
     Column("lease_until", _Micros),
     Column("control", String(32)),
+    # Version 3: idempotent starts.
+    Column("idempotency_key", _NAME),
 )
 """Workflow instance headers (one row per instance; pointers live in their own table).
 
 ``owner`` / ``lease_until``: the host that has claimed the instance to run it and when
 that claim lapses (see ``WorkflowRepository.claim_workflow``); ``control``: a pending
-suspend / resume / terminate request, applied by whoever holds the instance."""
+suspend / resume / terminate request, applied by whoever holds the instance;
+``idempotency_key``: the key it was started with, unique per definition id
+(``wfe_ux_workflows_idempotency``), or NULL."""
 
 Index(
     "wfe_ix_workflows_runnable",
@@ -130,6 +134,13 @@ Index(
     "wfe_ix_workflows_control",
     workflows.c.id,
     **_partial(workflows.c.control.is_not(None)),
+)
+Index(
+    "wfe_ux_workflows_idempotency",
+    workflows.c.workflow_definition_id,
+    workflows.c.idempotency_key,
+    unique=True,
+    **_partial(workflows.c.idempotency_key.is_not(None)),
 )
 Index(
     "wfe_ix_workflows_finished",

@@ -62,14 +62,18 @@ IN_CHUNK = 256
 """The most values one ``IN`` list carries; longer lists are split into chunks."""
 
 _CLAIM_COLUMNS = ("owner", "lease_until", "control")
+_CREATE_ONLY_COLUMNS = ("idempotency_key",)
 
-WORKFLOW_COLUMNS: tuple[str, ...] = tuple(c.key for c in workflows.c if c.key not in _CLAIM_COLUMNS)
+WORKFLOW_COLUMNS: tuple[str, ...] = tuple(
+    c.key for c in workflows.c if c.key not in _CLAIM_COLUMNS + _CREATE_ONLY_COLUMNS
+)
 """The header columns the provider writes, in the order the header ``SELECT`` returns
-them; every header ``SELECT`` adds ``control`` (the pending control request) after them.
-The claim columns (``owner``, ``lease_until``) and ``control`` are written only by the
-claim and control statements."""
+them; every header ``SELECT`` adds ``control`` (the pending control request) and
+``idempotency_key`` after them. The claim columns (``owner``, ``lease_until``) and
+``control`` are written only by the claim and control statements, ``idempotency_key``
+only by the inserts."""
 
-HEADER_READ_COLUMNS: tuple[str, ...] = (*WORKFLOW_COLUMNS, "control")
+HEADER_READ_COLUMNS: tuple[str, ...] = (*WORKFLOW_COLUMNS, "control", "idempotency_key")
 """The columns of every header ``SELECT``."""
 
 POINTER_COLUMNS: tuple[str, ...] = tuple(c.key for c in execution_pointers.c if c.key != "ordinal")
@@ -136,16 +140,19 @@ class ProviderStatements:
         )
 
         # -- workflows ---------------------------------------------------------------
+        # A taken id matches the ON CONFLICT (no row: ConcurrencyError); a taken
+        # (definition, idempotency key) breaks wfe_ux_workflows_idempotency.
+        insert_columns = (*WORKFLOW_COLUMNS, *_CREATE_ONLY_COLUMNS)
         self.insert_workflow = c(
             driver.insert(w)
-            .values(_values(w.c, WORKFLOW_COLUMNS))
+            .values(_values(w.c, insert_columns))
             .on_conflict_do_nothing(index_elements=[w.c.id])
         )
         self.insert_workflow_claimed = c(
             driver.insert(w)
             .values(
                 {
-                    **_values(w.c, WORKFLOW_COLUMNS),
+                    **_values(w.c, insert_columns),
                     w.c.owner: _b("owner"),
                     w.c.lease_until: _b("lease"),
                 }
@@ -182,6 +189,12 @@ class ProviderStatements:
             update(w).where(owned).values({**header_values, w.c.control: null(), **released})
         )
         self.workflow_exists = c(select(w.c.id).where(w.c.id == _b("key_id")))
+        self.workflow_by_idempotency_key = c(
+            select(w.c.id).where(
+                w.c.workflow_definition_id == _b("workflow_definition_id"),
+                w.c.idempotency_key == _b("idempotency_key"),
+            )
+        )
         self.workflow_fence = c(
             select(w.c.revision, w.c.owner, w.c.lease_until, w.c.control).where(
                 w.c.id == _b("key_id")

@@ -25,10 +25,12 @@ from wfe_conformance.scenarios.errors import ErrorScenarioTests
 from wfe_conformance.scenarios.events import EventScenarioTests
 from wfe_conformance.scenarios.lifecycle import LifecycleScenarioTests
 from wfe_conformance.scenarios.middleware import MiddlewareScenarioTests
+from wfe_conformance.scenarios.retry_policy import RetryPolicyScenarioTests
 from wfe_conformance.scenarios.sagas import SagaScenarioTests
 from wfe_conformance.scenarios.scheduling import SchedulingScenarioTests
 from wfe_conformance.scenarios.sub_workflows import SubWorkflowScenarioTests
 from wfe_conformance.scenarios.support import ScenarioBase
+from wfe_conformance.scenarios.timeouts import TimeoutScenarioTests
 from wfe_conformance.scenarios.waits import WaitScenarioTests
 
 __all__ = [
@@ -42,10 +44,12 @@ __all__ = [
     "HostScenarioTests",
     "LifecycleScenarioTests",
     "MiddlewareScenarioTests",
+    "RetryPolicyScenarioTests",
     "SagaScenarioTests",
     "ScenarioBase",
     "SchedulingScenarioTests",
     "SubWorkflowScenarioTests",
+    "TimeoutScenarioTests",
     "WaitScenarioTests",
 ]
 
@@ -64,6 +68,8 @@ class HostScenarioTests(
     ControlScenarioTests,
     SubWorkflowScenarioTests,
     LifecycleScenarioTests,
+    RetryPolicyScenarioTests,
+    TimeoutScenarioTests,
 ):
     """Every engine scenario end to end through ``WorkflowHost`` on the provider (the
     composition of the feature mixins; override ``host_builder`` to wire the store's

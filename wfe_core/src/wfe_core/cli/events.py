@@ -16,6 +16,7 @@ from wfe_core.cli.options import (
 )
 from wfe_core.cli.output import emit_json, iso
 from wfe_core.cli.session import client
+from wfe_core.client.idempotency import check_event_id
 
 __all__ = ["publish"]
 
@@ -36,6 +37,13 @@ __all__ = ["publish"]
     help="The event's time (ISO 8601; without an offset it is UTC). Subscriptions "
     "made at or before it receive it; a future time holds it back.",
 )
+@click.option(
+    "--event-id",
+    default=None,
+    metavar="ID",
+    help="Publish at most once per ID: run again with the same ID (a retried "
+    "webhook), nothing is stored or delivered again and the same id is printed.",
+)
 @url_option
 @service_options
 @json_option
@@ -44,6 +52,7 @@ def publish(
     key: str,
     data: str | None,
     effective_date: str | None,
+    event_id: str | None,
     url: str | None,
     services: Services,
     as_json: bool,
@@ -53,17 +62,21 @@ def publish(
     when = parse_when(effective_date, "--effective-date") if effective_date else None
     if not name:
         raise click.BadParameter("the event name must not be empty", param_hint="NAME")
+    try:
+        check_event_id(event_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--event-id") from exc
     store = store_url(url)
 
     async def go() -> str:
         async with client(store, services=services) as session:
-            return await session.client.publish_event(name, key, payload, when)
+            return await session.client.publish_event(name, key, payload, when, event_id=event_id)
 
-    event_id = run(go())
+    published = run(go())
     if as_json:
         emit_json(
             {
-                "id": event_id,
+                "id": published,
                 "name": name,
                 "key": key,
                 "effective_date": iso(when),
@@ -71,4 +84,4 @@ def publish(
             }
         )
     else:
-        click.echo(f"published {name} {key!r}: {event_id}")
+        click.echo(f"published {name} {key!r}: {published}")

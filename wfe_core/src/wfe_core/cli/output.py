@@ -92,6 +92,7 @@ def summary_json(inst: WorkflowInstance) -> dict[str, Any]:
         "version": inst.version,
         "status": inst.status.value,
         "reference": inst.reference,
+        "idempotency_key": inst.idempotency_key,
         "description": inst.description,
         "create_time": iso(inst.create_time),
         "complete_time": iso(inst.complete_time),
@@ -192,6 +193,8 @@ def print_instance(inst: WorkflowInstance, errors: list[ExecutionError]) -> None
     head.add_row("status", styled(inst.status.value))
     if inst.reference:
         head.add_row("reference", inst.reference)
+    if inst.idempotency_key is not None:
+        head.add_row("idempotency key", inst.idempotency_key)
     if inst.description:
         head.add_row("description", inst.description)
     head.add_row("created", utc_time(inst.create_time))

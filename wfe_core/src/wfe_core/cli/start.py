@@ -23,6 +23,7 @@ from wfe_core.cli.session import client
 from wfe_core.coercion import coerce
 from wfe_core.errors import SerializationError, WorkflowNotRegistered
 from wfe_core.models import WorkflowStatus
+from wfe_core.persistence import check_idempotency_key
 
 __all__ = ["start"]
 
@@ -44,6 +45,13 @@ __all__ = ["start"]
     help="Definition version (default: the newest registered).",
 )
 @click.option("--reference", default=None, help="Your own reference for the instance.")
+@click.option(
+    "--idempotency-key",
+    default=None,
+    metavar="KEY",
+    help="Start at most once per KEY and definition: run again with the same key and "
+    "data, it prints the id of the instance already started and starts nothing.",
+)
 @app_option()
 @url_option
 @service_options
@@ -53,6 +61,7 @@ def start(
     data: str | None,
     version: int | None,
     reference: str | None,
+    idempotency_key: str | None,
     app: str | None,
     url: str | None,
     services: Services,
@@ -64,6 +73,10 @@ def start(
     The instance runs on whichever worker serves this store.
     """
     spec = need_app(app, "start")
+    try:
+        check_idempotency_key(idempotency_key, "the idempotency key")
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--idempotency-key") from exc
     payload = parse_json(data)
     store = store_url(url)
 
@@ -85,17 +98,25 @@ def start(
                 raise click.BadParameter(str(exc), param_hint="--data") from exc
             try:
                 wid = await session.client.start_workflow(
-                    found.id, value, version=found.version, reference=reference
+                    found.id,
+                    value,
+                    version=found.version,
+                    reference=reference,
+                    idempotency_key=idempotency_key,
                 )
             except (TypeError, SerializationError) as exc:
                 raise click.BadParameter(str(exc), param_hint="--data") from exc
-            return {
+            started: dict[str, Any] = {
                 "id": wid,
                 "definition": found.id,
                 "version": found.version,
                 "reference": reference,
                 "status": WorkflowStatus.RUNNABLE.value,
             }
+            if idempotency_key is not None:  # maybe started before: its status now
+                started["idempotency_key"] = idempotency_key
+                started["status"] = (await session.client.get_workflow_instance(wid)).status.value
+            return started
 
     result = run(go())
     if as_json:

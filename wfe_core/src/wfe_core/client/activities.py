@@ -15,6 +15,7 @@ from wfe_core.errors import SubscriptionNotFound, TokenMismatch
 from wfe_core.models import EventSubscription, utcnow
 from wfe_core.options import PendingActivity
 from wfe_core.primitives import ACTIVITY_EVENT, ActivityResult
+from wfe_core.retry import backoff_delay
 
 __all__ = ["ActivityClient"]
 
@@ -42,7 +43,8 @@ class ActivityClient(ControllingClient):
                 continue
             if time.monotonic() >= deadline:
                 return None
-            await asyncio.sleep(min(0.05, max(deadline - time.monotonic(), 0.0)))
+            poll = backoff_delay(1, 0.05, jitter=0.2)  # polls of many workers spread out
+            await asyncio.sleep(min(poll, max(deadline - time.monotonic(), 0.0)))
 
     async def _claimed(self, token: str) -> EventSubscription:
         if not isinstance(token, str) or "~" not in token:

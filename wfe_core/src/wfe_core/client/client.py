@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Coroutine
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, overload
 
-from wfe_core.client.activities import ActivityClient
+from wfe_core.client.control import check_execution_timeout, set_execution_deadline
+from wfe_core.client.handle import WorkflowHandle
+from wfe_core.client.idempotency import set_idempotency_key, store_once
+from wfe_core.client.reading import ReadingClient
 from wfe_core.crashpoints import crash_point
-from wfe_core.errors import WorkflowTerminated
 from wfe_core.models import (
     ExecutionError,
     LifecycleEventType,
@@ -32,6 +33,7 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.options import MiddlewarePhase, PendingActivity
+from wfe_core.persistence import check_idempotency_key
 from wfe_core.steps import WorkflowDefinition
 from wfe_core.workflow import Workflow
 
@@ -43,7 +45,7 @@ R = TypeVar("R")
 _ENDED = (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
 
 
-class WorkflowClient(ActivityClient):
+class WorkflowClient(ReadingClient):
     """Starts workflows, publishes events, controls and reads instances; runs nothing.
 
     Open one on a URL (``async with WorkflowClient.from_url("postgresql://...") as
@@ -70,19 +72,29 @@ class WorkflowClient(ActivityClient):
         *,
         version: int | None = None,
         reference: str | None = None,
+        execution_timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Start a new instance of a registered definition and return its id.
 
         A running host with a free workflow slot runs the new instance itself (no queue
         round trip); otherwise -- a client, a host that is not started, or whose slots
-        are busy -- it is queued for any host."""
+        are busy -- it is queued for any host. With ``execution_timeout`` (a positive
+        timedelta) the instance is TERMINATED if it has not ended that long after its
+        start (durable: any host terminates it when due). With ``idempotency_key``
+        (unique per definition id until purged) a start whose key is taken starts
+        nothing and returns the holder's id when it was started with the same version
+        and data, else raises :class:`~wfe_core.errors.IdempotencyKeyConflict`."""
         if version is not None and (not isinstance(version, int) or isinstance(version, bool)):
             raise TypeError(f"version must be an int or None, not {version!r}")
+        check_execution_timeout(execution_timeout)
+        check_idempotency_key(idempotency_key)
         definition = self.registry.get(definition_id, version)
         instance = self._new_instance(definition, data, reference)
+        set_execution_deadline(instance, execution_timeout)
+        set_idempotency_key(instance, idempotency_key, self.serializer)
         await self._run_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, instance)
-        await self._store_new(instance)
-        return instance.id
+        return await store_once(self._store_new, self.persistence, instance, self.serializer)
 
     async def _store_new(self, instance: WorkflowInstance) -> None:
         """Store a new instance, announce it and queue it for a host."""
@@ -100,6 +112,8 @@ class WorkflowClient(ActivityClient):
         data: T | None = None,
         *,
         reference: str | None = None,
+        execution_timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> WorkflowHandle[T]: ...
 
     @overload
@@ -110,6 +124,8 @@ class WorkflowClient(ActivityClient):
         *,
         version: int | None = None,
         reference: str | None = None,
+        execution_timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> WorkflowHandle[Any]: ...
 
     async def start_instance(
@@ -119,6 +135,8 @@ class WorkflowClient(ActivityClient):
         *,
         version: int | None = None,
         reference: str | None = None,
+        execution_timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> WorkflowHandle[Any]:
         """Start an instance and return a handle on it, typed by the workflow's data.
 
@@ -126,7 +144,14 @@ class WorkflowClient(ActivityClient):
         use, its version is the one started) or a registered definition id (then
         ``version`` picks the version; the newest by default)."""
         if isinstance(workflow, str):
-            wid = await self.start_workflow(workflow, data, version=version, reference=reference)
+            wid = await self.start_workflow(
+                workflow,
+                data,
+                version=version,
+                reference=reference,
+                execution_timeout=execution_timeout,
+                idempotency_key=idempotency_key,
+            )
             return WorkflowHandle(self, wid)
         if isinstance(workflow, type):
             if not issubclass(workflow, Workflow):
@@ -141,7 +166,12 @@ class WorkflowClient(ActivityClient):
         if self.registry.find(workflow.id, workflow.version) is None:
             self.register_workflow(workflow)
         wid = await self.start_workflow(
-            workflow.id, data, version=workflow.version, reference=reference
+            workflow.id,
+            data,
+            version=workflow.version,
+            reference=reference,
+            execution_timeout=execution_timeout,
+            idempotency_key=idempotency_key,
         )
         return WorkflowHandle(self, wid)
 
@@ -158,164 +188,39 @@ class WorkflowClient(ActivityClient):
         version: int | None = None,
         reference: str | None = None,
         timeout: float = 60.0,
+        execution_timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> WorkflowInstance:
         """Start an instance and wait until it completes or is terminated."""
-        wid = await self.start_workflow(definition_id, data, version=version, reference=reference)
+        wid = await self.start_workflow(
+            definition_id,
+            data,
+            version=version,
+            reference=reference,
+            execution_timeout=execution_timeout,
+            idempotency_key=idempotency_key,
+        )
         return await self.wait_for_workflow(wid, timeout)
-
-    # ------------------------------------------------------------------ reading
-    async def wait_for_workflow(self, workflow_id: str, timeout: float = 60.0) -> WorkflowInstance:
-        """Wait until the instance is COMPLETE or TERMINATED and return it; raise
-        TimeoutError after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        delay = 0.005
-        ended = self._ended.setdefault(workflow_id, asyncio.Event())
-        woke = True
-        status = "unknown"
-        try:
-            while True:
-                # while this host runs the workflow its end is signalled here, so the
-                # store is read again only when signalled or when nobody here runs it
-                # (a big instance is not reloaded over and over under a running loop)
-                if woke or self._pass_here(workflow_id) is None:
-                    ended.clear()
-                    instance = await self.persistence.get_workflow_instance(workflow_id)
-                    if instance.status in _ENDED:
-                        return instance
-                    status = instance.status.value
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"workflow {workflow_id} did not finish within {timeout}s (status {status})"
-                    )
-                woke = False
-                try:
-                    await asyncio.wait_for(ended.wait(), min(delay, left))
-                    woke = True
-                except TimeoutError:
-                    pass
-                delay = min(delay * 2, 0.25)
-        finally:
-            if self._ended.get(workflow_id) is ended:
-                self._ended.pop(workflow_id, None)
-
-    async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
-        """Load an instance (WorkflowNotFound when unknown)."""
-        return await self.persistence.get_workflow_instance(workflow_id)
-
-    async def get_errors(self, workflow_id: str) -> list[ExecutionError]:
-        """The errors recorded for an instance, oldest first."""
-        return await self.persistence.get_errors(workflow_id)
-
-    async def query_workflows(
-        self,
-        *,
-        status: WorkflowStatus | None = None,
-        definition_id: str | None = None,
-        reference: str | None = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-        skip: int = 0,
-        take: int = 100,
-        newest_first: bool = False,
-    ) -> list[WorkflowInstance]:
-        """Instances matching every filter given (see
-        ``WorkflowRepository.query_workflows``)."""
-        return await self.persistence.query_workflows(
-            status=status,
-            definition_id=definition_id,
-            reference=reference,
-            created_from=created_from,
-            created_to=created_to,
-            skip=skip,
-            take=take,
-            newest_first=newest_first,
-        )
-
-    async def count_workflows(
-        self,
-        *,
-        status: WorkflowStatus | None = None,
-        definition_id: str | None = None,
-        reference: str | None = None,
-        created_from: datetime | None = None,
-        created_to: datetime | None = None,
-    ) -> int:
-        """How many instances match every filter given (as :meth:`query_workflows`)."""
-        return await self.persistence.count_workflows(
-            status=status,
-            definition_id=definition_id,
-            reference=reference,
-            created_from=created_from,
-            created_to=created_to,
-        )
 
     # ------------------------------------------------------------------ events
     async def publish_event(
-        self, name: str, key: str, data: Any = None, effective_date: datetime | None = None
+        self,
+        name: str,
+        key: str,
+        data: Any = None,
+        effective_date: datetime | None = None,
+        *,
+        event_id: str | None = None,
     ) -> str:
         """Store an event and deliver it to every waiting subscription; return its id.
 
         ``effective_date`` (aware) is the event's time: subscriptions made at or before
-        it receive it; a future date holds the event back until then."""
-        return await self._publish(name, key, data, effective_date)
-
-
-class WorkflowHandle(Generic[T]):
-    """One instance, reached through the client that made the handle.
-
-    ``T`` is the workflow's data type: ``await handle.result()`` returns the data as
-    the workflow left it when it completed. Cheap to make (no store access):
-    ``client.get_handle(workflow_id)`` gives one for any id."""
-
-    __slots__ = ("_client", "id")
-
-    def __init__(self, client: WorkflowClient, workflow_id: str) -> None:
-        self._client = client
-        self.id = workflow_id
-        """The instance's id."""
-
-    def __repr__(self) -> str:
-        return f"<WorkflowHandle {self.id}>"
-
-    async def instance(self) -> WorkflowInstance:
-        """The instance as stored now (WorkflowNotFound when unknown)."""
-        return await self._client.get_workflow_instance(self.id)
-
-    async def status(self) -> WorkflowStatus:
-        """The instance's status now."""
-        return (await self.instance()).status
-
-    async def wait(self, timeout: float = 60.0) -> WorkflowInstance:
-        """Wait until the instance is COMPLETE or TERMINATED and return it
-        (TimeoutError after ``timeout`` seconds)."""
-        return await self._client.wait_for_workflow(self.id, timeout)
-
-    async def result(self, timeout: float = 60.0) -> T:
-        """Wait for the end and return the workflow's final data; raise
-        :class:`~wfe_core.errors.WorkflowTerminated` when it ended TERMINATED and
-        TimeoutError after ``timeout`` seconds."""
-        instance = await self.wait(timeout)
-        if instance.status is not WorkflowStatus.COMPLETE:
-            raise WorkflowTerminated(instance, self.id)
-        data: T = instance.data
-        return data
-
-    async def errors(self) -> list[ExecutionError]:
-        """The errors recorded for the instance, oldest first."""
-        return await self._client.get_errors(self.id)
-
-    async def suspend(self) -> bool:
-        """Suspend the instance (see ``WorkflowClient.suspend_workflow``)."""
-        return await self._client.suspend_workflow(self.id)
-
-    async def resume(self) -> bool:
-        """Resume the instance (see ``WorkflowClient.resume_workflow``)."""
-        return await self._client.resume_workflow(self.id)
-
-    async def terminate(self) -> bool:
-        """Terminate the instance (see ``WorkflowClient.terminate_workflow``)."""
-        return await self._client.terminate_workflow(self.id)
+        it receive it; a future date holds the event back until then. ``event_id``
+        (a non-empty string): publish at most once -- an event stored with this id
+        already is neither stored nor delivered again and its id is returned (a
+        retried webhook); one with another name or key raises
+        :class:`~wfe_core.errors.EventIdConflict`."""
+        return await self._publish(name, key, data, effective_date, event_id=event_id)
 
 
 class _Loop:
@@ -420,10 +325,18 @@ class SyncWorkflowClient:
         data: T | None = None,
         *,
         reference: str | None = None,
+        execution_timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> SyncWorkflowHandle[T]:
         """Start an instance of ``workflow``; return a blocking handle on it."""
         handle: WorkflowHandle[T] = self._run(
-            self._client.start_instance(workflow, data, reference=reference)
+            self._client.start_instance(
+                workflow,
+                data,
+                reference=reference,
+                execution_timeout=execution_timeout,
+                idempotency_key=idempotency_key,
+            )
         )
         return SyncWorkflowHandle(self, handle.id)
 
@@ -440,17 +353,34 @@ class SyncWorkflowClient:
         *,
         version: int | None = None,
         reference: str | None = None,
+        execution_timeout: timedelta | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Start an instance of a registered definition; return its id."""
         return self._run(
-            self._client.start_workflow(definition_id, data, version=version, reference=reference)
+            self._client.start_workflow(
+                definition_id,
+                data,
+                version=version,
+                reference=reference,
+                execution_timeout=execution_timeout,
+                idempotency_key=idempotency_key,
+            )
         )
 
     def publish_event(
-        self, name: str, key: str, data: Any = None, effective_date: datetime | None = None
+        self,
+        name: str,
+        key: str,
+        data: Any = None,
+        effective_date: datetime | None = None,
+        *,
+        event_id: str | None = None,
     ) -> str:
         """Store an event and deliver it to its subscribers; return its id."""
-        return self._run(self._client.publish_event(name, key, data, effective_date))
+        return self._run(
+            self._client.publish_event(name, key, data, effective_date, event_id=event_id)
+        )
 
     def suspend_workflow(self, workflow_id: str) -> bool:
         """Suspend a RUNNABLE instance."""

@@ -15,9 +15,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import timedelta
 
 from wfe_core.client.core import ClientCore, workflow_lock
 from wfe_core.crashpoints import crash_point
+from wfe_core.event_names import EXECUTION_DEADLINE_ATTRIBUTE
 from wfe_core.executor import PassControl
 from wfe_core.models import (
     LifecycleEventType,
@@ -27,8 +29,15 @@ from wfe_core.models import (
     WorkflowStatus,
     utcnow,
 )
+from wfe_core.retry import Backoff
 
-__all__ = ["ControllingClient", "control_applies", "signal_control"]
+__all__ = [
+    "ControllingClient",
+    "check_execution_timeout",
+    "control_applies",
+    "set_execution_deadline",
+    "signal_control",
+]
 
 log = logging.getLogger("wfe.host")
 
@@ -43,6 +52,32 @@ def control_applies(status: WorkflowStatus, action: str) -> bool:
     if action == "terminate":
         return status not in (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
     raise ValueError(f"unknown control action {action!r}")
+
+
+def check_execution_timeout(execution_timeout: object) -> timedelta | None:
+    """``execution_timeout`` checked: None, or a positive ``timedelta``."""
+    if execution_timeout is None:
+        return None
+    if not isinstance(execution_timeout, timedelta):
+        raise TypeError(
+            "execution_timeout must be a timedelta (e.g. timedelta(hours=1)) or None, "
+            f"not {type(execution_timeout).__name__}"
+        )
+    if execution_timeout <= timedelta(0):
+        raise ValueError(f"execution_timeout must be positive, not {execution_timeout}")
+    return execution_timeout
+
+
+def set_execution_deadline(instance: WorkflowInstance, execution_timeout: object) -> None:
+    """Give a new instance its execution deadline (``create_time`` + the timeout): the
+    instance is TERMINATED when it passes. No timeout: nothing is stored."""
+    limit = check_execution_timeout(execution_timeout)
+    if limit is None:
+        return
+    start = instance.create_time or utcnow()
+    first = instance.execution_pointers[0]
+    first.extension_attributes[EXECUTION_DEADLINE_ATTRIBUTE] = (start + limit).isoformat()
+    first.mark_changed()
 
 
 def signal_control(control: PassControl, action: str) -> None:
@@ -100,7 +135,7 @@ class ControllingClient(ClientCore):
         self._held.add(workflow_id)
         try:
             lock_name = workflow_lock(workflow_id)
-            delay = 0.005
+            wait = Backoff(0.005, maximum=0.1, jitter=0.2)
             deadline = time.monotonic() + 0.5
             while True:
                 if await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
@@ -122,8 +157,7 @@ class ControllingClient(ClientCore):
                         await self.lock_provider.release_lock(lock_name)
                 if time.monotonic() >= deadline:
                     break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.1)
+                await asyncio.sleep(next(wait))
             # Another host (or process) holds it: record the request for the holder.
             await self.persistence.request_control(workflow_id, action)
             log.info(

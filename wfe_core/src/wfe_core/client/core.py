@@ -26,6 +26,7 @@ from wfe_core.client.children import (
     guard_child_end,
     parent_of,
 )
+from wfe_core.client.idempotency import check_event_id, same_event
 from wfe_core.crashpoints import crash_point
 from wfe_core.errors import (
     ConcurrencyError,
@@ -182,7 +183,11 @@ class ClientCore:
         builder: WorkflowBuilder[Any] = WorkflowBuilder()
         workflow.build(builder)
         definition = builder.build(
-            wf_id, workflow.version, workflow.data_type, workflow.description
+            wf_id,
+            workflow.version,
+            workflow.data_type,
+            workflow.description,
+            retry_policy=workflow.retry_policy,
         )
         data_type = workflow.data_type
         if data_type is not None and data_type not in (dict, list, str, int, float):
@@ -447,16 +452,19 @@ class ClientCore:
     ) -> str:
         """The body of ``publish_event``. ``event_id``: store the event under this fixed
         id, at most once -- when an event with that id exists already, nothing is
-        stored or delivered and its id is returned (a re-publish after a crash)."""
-        if event_id is not None:
-            with contextlib.suppress(EventNotFound):
-                return (await self.persistence.get_event(event_id)).id
+        stored or delivered and its id is returned (a re-publish after a crash or a
+        retried webhook); when that event has another name or key,
+        :class:`~wfe_core.errors.EventIdConflict` is raised."""
+        check_event_id(event_id)
         if not isinstance(name, str) or not name:
             raise ValueError("event name must be a non-empty string")
         if not isinstance(key, str):
             raise TypeError(f"event key must be a string, not {type(key).__name__}")
         check_key(name, "event name")  # every store's limits, before storing
         check_key(key, "event key")
+        if event_id is not None:
+            with contextlib.suppress(EventNotFound):
+                return same_event(await self.persistence.get_event(event_id), name, key)
         if effective_date is not None and effective_date.tzinfo is None:
             raise ValueError("effective_date must be timezone-aware (use datetime.now(UTC))")
         self.serializer.to_primitive(data, "event_data")
@@ -474,9 +482,9 @@ class ClientCore:
         except BaseException as exc:
             if local:
                 self._release_event_slot()
-            if event_id is not None and isinstance(exc, ValueError):
+            if event_id is not None and isinstance(exc, ValueError):  # DuplicateEventId
                 with contextlib.suppress(EventNotFound):  # stored meanwhile by another host
-                    return (await self.persistence.get_event(event_id)).id
+                    return same_event(await self.persistence.get_event(event_id), name, key)
             raise
         if local:  # deliver it here: no queue round trip, no reload of the event
             self._deliver_here(event)

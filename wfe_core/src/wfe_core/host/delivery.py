@@ -25,6 +25,7 @@ from wfe_core.models import (
 )
 from wfe_core.poison import set_aside_if_poison
 from wfe_core.primitives import ACTIVITY_EVENT, ActivityResult
+from wfe_core.retry import Backoff
 
 __all__ = ["EventDelivery"]
 
@@ -111,12 +112,11 @@ class EventDelivery:
 
     async def _acquire(self, name: str, attempts: int = 40) -> bool:
         lock_provider, ttl = self.client.lock_provider, self.client.options.lock_ttl
-        delay = 0.005
+        wait = Backoff(0.005, maximum=0.1, jitter=0.2)
         for _ in range(attempts):
             if await lock_provider.acquire_lock(name, ttl):
                 return True
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 0.1)
+            await asyncio.sleep(next(wait))
         return False
 
     async def deliver(self, event: Event, sub: EventSubscription) -> bool:

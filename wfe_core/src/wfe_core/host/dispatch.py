@@ -15,6 +15,7 @@ from wfe_core.errors import ProviderUnavailable
 from wfe_core.models import QueueType, utcnow
 from wfe_core.options import HostOptions
 from wfe_core.queues import QueueProvider
+from wfe_core.retry import backoff_delay
 
 __all__ = ["Handler", "WorkDispatcher", "log_outage"]
 
@@ -97,7 +98,7 @@ class WorkDispatcher:
             except Exception as exc:
                 slots.release()
                 failures += 1
-                delay = min(0.1 * 2**failures, 5.0)
+                delay = backoff_delay(failures, 0.2, 2.0, 5.0, jitter=0.2)
                 log_outage(f"taking work from the {queue.value} queue", exc, failures, delay)
                 await self.sleep(delay)
                 continue

@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 from wfe_core.executor import PassControl
+from wfe_core.retry import backoff_delay
 
 __all__ = ["LeaseKeeper"]
 
@@ -84,9 +85,9 @@ class LeaseKeeper:
             )
             self._control.lost()
 
-    def _schedule(self) -> None:
+    def _schedule(self, delay: float | None = None) -> None:
         loop = asyncio.get_running_loop()
-        self._timer = loop.call_later(self._ttl / 3, self._due)
+        self._timer = loop.call_later(self._ttl / 3 if delay is None else delay, self._due)
 
     def _due(self) -> None:
         self._timer = None
@@ -107,7 +108,8 @@ class LeaseKeeper:
         if self._over:
             return
         if ok is None and time.monotonic() < self._deadline:
-            self._schedule()  # the store did not answer: try again while the claim lasts
+            # the store did not answer: try again (jittered) while the claim lasts
+            self._schedule(backoff_delay(1, self._ttl / 3, jitter=0.2))
             return
         if not ok:
             log.warning("lost the claim on workflow %s; stopping the pass", self._workflow_id)

@@ -14,6 +14,7 @@ from wfe_core.locks import DistributedLockProvider
 from wfe_core.models import QueueType, ScheduledCommand, utcnow
 from wfe_core.options import HostOptions
 from wfe_core.persistence import PersistenceProvider
+from wfe_core.retry import backoff_delay
 
 __all__ = ["Poller"]
 
@@ -47,7 +48,9 @@ class Poller:
                 raise
             except Exception as exc:
                 failures += 1
-                delay = min(self.options.poll_interval * 2**failures, 30.0)
+                # poll_interval * 2 ** failures, at most 30 s, jittered
+                interval = self.options.poll_interval
+                delay = backoff_delay(failures + 1, interval, 2.0, 30.0, jitter=0.2)
                 log_outage("polling for due work", exc, failures, delay)
                 await self.dispatcher.sleep(delay)
                 continue

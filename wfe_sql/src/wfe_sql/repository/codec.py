@@ -240,6 +240,7 @@ class RowCodec:
             "p_version": instance.version,
             "p_description": instance.description,
             "p_reference": instance.reference,
+            "p_idempotency_key": instance.idempotency_key,
             "p_status": _workflow_status(instance.status),
             "p_data": self._enc(instance.data, "data"),
             "p_next_execution": to_micros_opt(instance.next_execution, "instance.next_execution"),
@@ -388,6 +389,7 @@ class RowCodec:
             complete_time,
             revision,
             control,
+            idempotency_key,
         ) = row
         instance = WorkflowInstance(
             workflow_definition_id=definition_id,
@@ -403,6 +405,7 @@ class RowCodec:
             complete_time=from_micros_opt(complete_time),
             revision=revision,
             control_request=control,
+            idempotency_key=idempotency_key,
         )
         instance.mark_persisted()
         return instance

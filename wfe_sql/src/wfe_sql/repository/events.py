@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from wfe_core.errors import EventNotFound
+from wfe_core.errors import DuplicateEventId, EventNotFound
 from wfe_core.models import Event, new_id
 from wfe_core.persistence import check_event_text as _check_event_text
 from wfe_core.persistence import check_non_negative as _non_negative
@@ -49,7 +49,7 @@ class SqlEventRepository(SqlRepositoryBase):
         try:
             await self.driver.execute(stmt.sql, args)
         except IntegrityViolation as exc:
-            raise ValueError(f"an event with id {event_id!r} already exists") from exc
+            raise DuplicateEventId(event_id) from exc
         event.id = event_id
         return event_id
 

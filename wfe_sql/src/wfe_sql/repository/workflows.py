@@ -13,7 +13,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from wfe_core.capabilities import Capability
-from wfe_core.errors import ConcurrencyError, ControlPending, LeaseLost, WorkflowNotFound
+from wfe_core.errors import (
+    ConcurrencyError,
+    ControlPending,
+    DuplicateIdempotencyKey,
+    LeaseLost,
+    WorkflowNotFound,
+)
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
 from wfe_core.persistence import check_aware as _check_aware
 from wfe_core.persistence import check_claim as _check_claim
@@ -77,9 +83,7 @@ class SqlWorkflowRepository(SqlRepositoryBase):
         except BatchAborted:
             raise ConcurrencyError(workflow_id, 0) from None
         except IntegrityViolation as exc:
-            raise ValueError(
-                f"workflow instance {workflow_id!r} has two execution pointers with one id: {exc}"
-            ) from exc
+            raise await self._create_refused(instance, workflow_id, exc) from exc
         instance.id = workflow_id
         instance.revision = 1
         instance.mark_persisted()
@@ -139,6 +143,31 @@ class SqlWorkflowRepository(SqlRepositoryBase):
             original.id = values["p_id"]
         instance.revision += 1
         instance.mark_persisted()
+
+    async def _create_refused(
+        self, instance: WorkflowInstance, workflow_id: str, exc: IntegrityViolation
+    ) -> Exception:
+        """The error for an insert that broke a unique index: the idempotency key is
+        taken (one look-up, on this path only) or two pointers share an id."""
+        key = instance.idempotency_key
+        if key is not None:
+            s = await self._ready()
+            definition_id = instance.workflow_definition_id
+            row = await self.driver.fetchone(
+                s.workflow_by_idempotency_key.sql,
+                s.workflow_by_idempotency_key.args(
+                    {"p_workflow_definition_id": definition_id, "p_idempotency_key": key}
+                ),
+            )
+            if row is not None:
+                return DuplicateIdempotencyKey(definition_id, key, row[0])
+            pointer_ids = {p.id for p in instance.execution_pointers}
+            if len(pointer_ids) == len(instance.execution_pointers):
+                # The key's holder was purged between the insert and the look-up.
+                return ConcurrencyError(workflow_id, 0)
+        return ValueError(
+            f"workflow instance {workflow_id!r} has two execution pointers with one id: {exc}"
+        )
 
     async def _refused(
         self, workflow_id: str, revision: int, owner: str | None, now: int

@@ -8,7 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from wfe_core.errors import ProviderUnavailable
+from wfe_core.errors import DuplicateIdempotencyKey, ProviderUnavailable
 
 from wfe_sql.migrations import Migration, SchemaVersionError, migrate
 from wfe_sql.provider import SqlPersistenceProvider
@@ -19,6 +19,10 @@ from wfe_sql.testing.store import DialectStore, sample_instance
 __all__ = ["MigrationSuite"]
 
 _VERSIONS = "SELECT version, description FROM wfe_schema_version ORDER BY version"
+_DOWNGRADE_3_TO_2 = (
+    "DROP INDEX wfe_ux_workflows_idempotency",
+    "ALTER TABLE wfe_workflows DROP COLUMN idempotency_key",
+)
 
 
 class MigrationSuite(DialectSuiteBase):
@@ -111,11 +115,12 @@ class MigrationSuite(DialectSuiteBase):
     async def test_a_version_1_store_is_migrated_to_the_current_version(
         self, dialect_store: DialectStore
     ) -> None:
-        """A store written by schema version 1 (no claim, control or set-aside columns)
-        gets them from migration 2 and keeps its rows."""
+        """A store written by schema version 1 (no claim, control, set-aside or
+        idempotency-key columns) gets them from migrations 2 and 3 and keeps its rows."""
         async with dialect_store.provider() as store:
             await store.create_workflow(sample_instance("old"))
         await dialect_store.run(
+            *_DOWNGRADE_3_TO_2,
             "DROP INDEX wfe_ix_workflows_control",
             "ALTER TABLE wfe_workflows DROP COLUMN owner",
             "ALTER TABLE wfe_workflows DROP COLUMN lease_until",
@@ -138,6 +143,36 @@ class MigrationSuite(DialectSuiteBase):
         )
         assert "set_aside" in await dialect_store.column_names("wfe_events")
         assert "wfe_ix_workflows_control" in await dialect_store.index_names("wfe_workflows")
+        assert "idempotency_key" in await dialect_store.column_names("wfe_workflows")
+
+    async def test_a_version_2_store_gets_unique_idempotency_keys(
+        self, dialect_store: DialectStore
+    ) -> None:
+        """A store written by schema version 2 gets the idempotency-key column and its
+        unique index from migration 3; its rows are kept with no key, and a duplicate
+        key is refused afterwards."""
+        async with dialect_store.provider() as store:
+            await store.create_workflow(sample_instance("old"))
+        await dialect_store.run(
+            *_DOWNGRADE_3_TO_2,
+            "DELETE FROM wfe_schema_version",
+            "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (2, 'v2', 0)",
+        )
+        assert "idempotency_key" not in await dialect_store.column_names("wfe_workflows")
+        async with dialect_store.provider() as store:
+            assert (await store.get_workflow_instance("old")).idempotency_key is None
+            first = sample_instance("k1")
+            first.idempotency_key = "order-1"
+            await store.create_workflow(first)
+            second = sample_instance("k2")
+            second.idempotency_key = "order-1"
+            with pytest.raises(DuplicateIdempotencyKey) as refused:
+                await store.create_workflow(second)
+            assert refused.value.existing_id == "k1"
+        assert await dialect_store.rows("SELECT max(version) FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
+        assert "wfe_ux_workflows_idempotency" in await dialect_store.index_names("wfe_workflows")
 
     async def test_a_missing_migration_step_is_refused(self, dialect_store: DialectStore) -> None:
         async with dialect_store.provider():

@@ -1,0 +1,106 @@
+"""Reading instances: load, list, count, and wait for one to end."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+from wfe_core.client.activities import ActivityClient
+from wfe_core.models import ExecutionError, WorkflowInstance, WorkflowStatus
+from wfe_core.retry import Backoff
+
+__all__ = ["ReadingClient"]
+
+_ENDED = (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
+
+
+class ReadingClient(ActivityClient):
+    """:class:`~wfe_core.client.activities.ActivityClient` plus the reads."""
+
+    async def wait_for_workflow(self, workflow_id: str, timeout: float = 60.0) -> WorkflowInstance:
+        """Wait until the instance is COMPLETE or TERMINATED and return it; raise
+        TimeoutError after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        wait = Backoff(0.005, maximum=0.25, jitter=0.2)
+        delay = next(wait)
+        ended = self._ended.setdefault(workflow_id, asyncio.Event())
+        woke = True
+        status = "unknown"
+        try:
+            while True:
+                # while this host runs the workflow its end is signalled here, so the
+                # store is read again only when signalled or when nobody here runs it
+                # (a big instance is not reloaded over and over under a running loop)
+                if woke or self._pass_here(workflow_id) is None:
+                    ended.clear()
+                    instance = await self.persistence.get_workflow_instance(workflow_id)
+                    if instance.status in _ENDED:
+                        return instance
+                    status = instance.status.value
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"workflow {workflow_id} did not finish within {timeout}s (status {status})"
+                    )
+                woke = False
+                try:
+                    await asyncio.wait_for(ended.wait(), min(delay, left))
+                    woke = True
+                except TimeoutError:
+                    pass
+                delay = next(wait)
+        finally:
+            if self._ended.get(workflow_id) is ended:
+                self._ended.pop(workflow_id, None)
+
+    async def get_workflow_instance(self, workflow_id: str) -> WorkflowInstance:
+        """Load an instance (WorkflowNotFound when unknown)."""
+        return await self.persistence.get_workflow_instance(workflow_id)
+
+    async def get_errors(self, workflow_id: str) -> list[ExecutionError]:
+        """The errors recorded for an instance, oldest first."""
+        return await self.persistence.get_errors(workflow_id)
+
+    async def query_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        skip: int = 0,
+        take: int = 100,
+        newest_first: bool = False,
+    ) -> list[WorkflowInstance]:
+        """Instances matching every filter given (see
+        ``WorkflowRepository.query_workflows``)."""
+        return await self.persistence.query_workflows(
+            status=status,
+            definition_id=definition_id,
+            reference=reference,
+            created_from=created_from,
+            created_to=created_to,
+            skip=skip,
+            take=take,
+            newest_first=newest_first,
+        )
+
+    async def count_workflows(
+        self,
+        *,
+        status: WorkflowStatus | None = None,
+        definition_id: str | None = None,
+        reference: str | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+    ) -> int:
+        """How many instances match every filter given (as :meth:`query_workflows`)."""
+        return await self.persistence.count_workflows(
+            status=status,
+            definition_id=definition_id,
+            reference=reference,
+            created_from=created_from,
+            created_to=created_to,
+        )
