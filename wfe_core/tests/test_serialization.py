@@ -892,3 +892,17 @@ def test_property_round_trip(value: Any) -> None:
     ser = Serializer(TypeRegistry())
     assert same(ser.loads(ser.dumps(value)), value)
     assert same(ser.copy(value), value)
+
+
+def test_an_offset_with_microseconds_round_trips() -> None:
+    """Python 3.11's fromisoformat drops the microseconds of a UTC offset (found by the
+    property test above): the offset is stored on its own then."""
+    ser = Serializer(TypeRegistry())
+    for offset in (timedelta(microseconds=1), timedelta(hours=-5, microseconds=250)):
+        value = datetime(2000, 1, 1, 12, tzinfo=timezone(offset))
+        back = ser.loads(ser.dumps(value))
+        assert back == value
+        assert back.utcoffset() == offset
+    plain = datetime(2000, 1, 1, tzinfo=timezone(timedelta(hours=2)))
+    assert '"o"' not in ser.dumps(plain)  # the usual case stores nothing more
+    assert ser.loads(ser.dumps(plain)).utcoffset() == timedelta(hours=2)

@@ -57,6 +57,7 @@ _ASSERT_REWRITTEN = (
     "wfe_conformance.scenarios.support",
     "wfe_conformance.scenarios.timeouts",
     "wfe_conformance.scenarios.waits",
+    "wfe_conformance.schedules",
     "wfe_conformance.services",
     "wfe_conformance.subscriptions",
     "wfe_conformance.workflow_queries",
@@ -84,6 +85,7 @@ from wfe_conformance.ownership import OwnershipTests
 from wfe_conformance.poison import PoisonDataTests
 from wfe_conformance.queue_tests import QueueProviderTests
 from wfe_conformance.scenarios import HostScenarioTests
+from wfe_conformance.schedules import ScheduleStoreTests
 from wfe_conformance.subscriptions import SubscriptionRepositoryTests
 from wfe_conformance.workflows import WorkflowRepositoryTests
 
@@ -103,6 +105,7 @@ __all__ = [
     "PoisonDataTests",
     "ProviderConformance",
     "QueueProviderTests",
+    "ScheduleStoreTests",
     "ScheduledCommandTests",
     "StoreOpener",
     "SubscriptionRepositoryTests",
@@ -134,6 +137,7 @@ class ProviderConformance(
     HostScenarioTests,
     PoisonDataTests,
     OwnershipTests,
+    ScheduleStoreTests,
 ):
     """Everything a provider package must pass: repositories, lock, queue and (with
     the engine) every host scenario."""

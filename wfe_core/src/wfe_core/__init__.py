@@ -56,6 +56,14 @@ from wfe_core.models import (
 from wfe_core.primitives import ActivityFailed, SubWorkflowFailed
 from wfe_core.provider_base import ProviderBase
 from wfe_core.retry import RetryPolicy
+from wfe_core.schedules import (
+    CatchupPolicy,
+    OverlapPolicy,
+    Schedule,
+    ScheduleAlreadyExists,
+    ScheduleNotFound,
+    ScheduleRepository,
+)
 from wfe_core.serialization import register_type
 from wfe_core.workflow import Workflow
 
@@ -63,6 +71,7 @@ __all__ = [
     "ActivityFailed",
     "Capability",
     "CapabilityNotSupported",
+    "CatchupPolicy",
     "ConcurrencyError",
     "ControlPending",
     "DefinitionError",
@@ -82,6 +91,7 @@ __all__ = [
     "LifecycleEvent",
     "LifecycleEventType",
     "MiddlewarePhase",
+    "OverlapPolicy",
     "PendingActivity",
     "PointerStatus",
     "ProviderBase",
@@ -89,6 +99,10 @@ __all__ = [
     "ProviderUnavailable",
     "QueueType",
     "RetryPolicy",
+    "Schedule",
+    "ScheduleAlreadyExists",
+    "ScheduleNotFound",
+    "ScheduleRepository",
     "ScheduledCommand",
     "SerializationError",
     "StepBody",

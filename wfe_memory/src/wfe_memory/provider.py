@@ -60,8 +60,9 @@ from wfe_core.persistence import check_key as _check_key
 from wfe_core.persistence import check_non_negative as _non_negative
 from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import id_list as _id_list
-from wfe_core.provider_base import ProviderBase
 from wfe_core.serialization import JSONValue, Serializer, default_serializer
+
+from wfe_memory.schedules import MemoryScheduleStore
 
 if TYPE_CHECKING:
     from wfe_core.persistence import PersistenceProvider
@@ -168,7 +169,7 @@ class _StoredSubscription:
     seq: int
 
 
-class MemoryPersistenceProvider(ProviderBase):
+class MemoryPersistenceProvider(MemoryScheduleStore):
     """An in-memory :class:`~wfe_core.persistence.PersistenceProvider` (not durable).
 
     Declares ``SCHEDULED_COMMANDS`` and ``PURGE``; pass ``capabilities`` (a subset) to

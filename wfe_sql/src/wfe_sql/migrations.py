@@ -80,6 +80,24 @@ def _add_columns(
     return upgrade
 
 
+def _create_tables(*names: str) -> Callable[[SqlDriver], Sequence[str]]:
+    """A migration creating the named tables and their indexes, as declared in
+    :mod:`wfe_sql.schema` (``IF NOT EXISTS``)."""
+
+    def upgrade(driver: SqlDriver) -> list[str]:
+        out = []
+        for name in names:
+            table = metadata.tables[name]
+            ddl = CreateTable(table, if_not_exists=True).compile(dialect=driver.dialect)
+            out.append(ddl.string)
+            for index in sorted(table.indexes, key=lambda i: str(i.name)):
+                idx = CreateIndex(index, if_not_exists=True).compile(dialect=driver.dialect)
+                out.append(idx.string)
+        return out
+
+    return upgrade
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
         2,
@@ -101,6 +119,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             indexes=("wfe_ux_workflows_idempotency",),
         ),
     ),
+    Migration(4, "schedules (the wfe_schedules table)", _create_tables("wfe_schedules")),
 )
 """The upgrade steps of existing stores, oldest first."""
 

@@ -23,6 +23,7 @@ from wfe_sql.repository import (
     SqlSubscriptionRepository,
     SqlWorkflowRepository,
 )
+from wfe_sql.repository.schedules import SqlScheduleRepository
 
 if TYPE_CHECKING:
     from wfe_core.persistence import PersistenceProvider
@@ -36,6 +37,7 @@ class SqlPersistenceProvider(
     SqlEventRepository,
     SqlCommandRepository,
     SqlErrorRepository,
+    SqlScheduleRepository,
 ):
     """A :class:`~wfe_core.persistence.PersistenceProvider` on a :class:`SqlDriver`.
 

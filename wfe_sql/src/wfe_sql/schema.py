@@ -49,12 +49,13 @@ __all__ = [
     "metadata",
     "queue_items",
     "scheduled_commands",
+    "schedules",
     "schema_version",
     "subscriptions",
     "workflows",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """The schema version this code creates and understands."""
 
 TABLE_PREFIX = "wfe_"
@@ -298,6 +299,31 @@ queue_items = Table(
 """Work-queue entries: FIFO by ``seq`` per queue; an id waits at most once per queue."""
 
 Index("wfe_ix_queue_order", queue_items.c.queue, queue_items.c.seq)
+
+schedules = Table(
+    "wfe_schedules",
+    metadata,
+    Column("id", _ID, primary_key=True),
+    Column("definition_id", _NAME, nullable=False),
+    Column("version", Integer),
+    Column("data", Text),
+    Column("cron", String(200)),
+    Column("every_micros", BigInteger),
+    Column("timezone", String(100), nullable=False),
+    Column("overlap", String(16), nullable=False),
+    Column("catchup", String(16), nullable=False),
+    Column("start_at", _Micros),
+    Column("end_at", _Micros),
+    Column("paused", Boolean(create_constraint=False), nullable=False),
+    Column("next_fire_time", _Micros),
+    Column("last_fire_time", _Micros),
+    Column("last_instance_id", _ID),
+    Column("create_time", _Micros, nullable=False),
+)
+"""Schedules (schema version 4); a fire is claimed by a compare-and-set on
+``next_fire_time``."""
+
+Index("wfe_ix_schedules_due", schedules.c.next_fire_time)
 
 schema_version = Table(
     "wfe_schema_version",

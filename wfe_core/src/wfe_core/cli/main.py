@@ -11,6 +11,7 @@ from wfe_core.cli.demo import demo
 from wfe_core.cli.events import publish
 from wfe_core.cli.options import DEFAULT_URL, Settings
 from wfe_core.cli.query import list_, show
+from wfe_core.cli.schedule import schedule
 from wfe_core.cli.start import start
 from wfe_core.cli.worker import worker
 
@@ -38,6 +39,7 @@ def cli(ctx: click.Context, url: str) -> None:
 
 for _command in (worker, start, publish, show, list_, suspend, resume, terminate, purge, demo):
     cli.add_command(_command)
+cli.add_command(schedule)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

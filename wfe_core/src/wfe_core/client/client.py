@@ -24,6 +24,7 @@ from wfe_core.client.control import check_execution_timeout, set_execution_deadl
 from wfe_core.client.handle import WorkflowHandle
 from wfe_core.client.idempotency import set_idempotency_key, store_once
 from wfe_core.client.reading import ReadingClient
+from wfe_core.client.schedules import ScheduleClient
 from wfe_core.crashpoints import crash_point
 from wfe_core.models import (
     ExecutionError,
@@ -34,6 +35,7 @@ from wfe_core.models import (
 )
 from wfe_core.options import MiddlewarePhase, PendingActivity
 from wfe_core.persistence import check_idempotency_key
+from wfe_core.schedules import Schedule
 from wfe_core.steps import WorkflowDefinition
 from wfe_core.workflow import Workflow
 
@@ -45,7 +47,7 @@ R = TypeVar("R")
 _ENDED = (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
 
 
-class WorkflowClient(ReadingClient):
+class WorkflowClient(ScheduleClient, ReadingClient):
     """Starts workflows, publishes events, controls and reads instances; runs nothing.
 
     Open one on a URL (``async with WorkflowClient.from_url("postgresql://...") as
@@ -431,6 +433,32 @@ class SyncWorkflowClient:
     def release_activity_token(self, token: str) -> None:
         """Give a claimed activity back."""
         self._run(self._client.release_activity_token(token))
+
+    def create_schedule(
+        self, schedule_id: str, workflow: Any, data: Any = None, **options: Any
+    ) -> Schedule:
+        """Store a schedule (the options of ``WorkflowClient.create_schedule``)."""
+        return self._run(self._client.create_schedule(schedule_id, workflow, data, **options))
+
+    def get_schedule(self, schedule_id: str) -> Schedule:
+        """The stored schedule."""
+        return self._run(self._client.get_schedule(schedule_id))
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by id."""
+        return self._run(self._client.list_schedules())
+
+    def pause_schedule(self, schedule_id: str) -> bool:
+        """Pause a schedule; True when it was running."""
+        return self._run(self._client.pause_schedule(schedule_id))
+
+    def resume_schedule(self, schedule_id: str) -> bool:
+        """Resume a schedule; True when it was paused."""
+        return self._run(self._client.resume_schedule(schedule_id))
+
+    def delete_schedule(self, schedule_id: str) -> None:
+        """Delete a schedule."""
+        self._run(self._client.delete_schedule(schedule_id))
 
 
 class SyncWorkflowHandle(Generic[T]):

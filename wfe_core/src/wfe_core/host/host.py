@@ -31,6 +31,7 @@ from wfe_core.host.delivery import EventDelivery
 from wfe_core.host.dispatch import WorkDispatcher
 from wfe_core.host.passes import PassRunner
 from wfe_core.host.poller import Poller
+from wfe_core.host.schedules import ScheduleFirer
 from wfe_core.lifecycle import LifecyclePublisher
 from wfe_core.locks import DistributedLockProvider
 from wfe_core.models import Event, LifecycleEventType, QueueType, WorkflowInstance
@@ -82,6 +83,9 @@ class WorkflowHost(WorkflowClient):
             persistence, self.lock_provider, self.dispatcher, self.options, self._is_active
         )
         """The poller (one host per store at a time)."""
+        self.schedules = ScheduleFirer(self)
+        """Fires due schedules (see :mod:`wfe_core.host.schedules`)."""
+        self.poller.schedules = self.schedules
         self._loops: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ start / stop
@@ -121,6 +125,7 @@ class WorkflowHost(WorkflowClient):
             ),
             asyncio.create_task(self.poller.run(), name="wfe-poller"),
             asyncio.create_task(passes.watch_controls(), name="wfe-control-watcher"),
+            asyncio.create_task(self.schedules.run(dispatcher), name="wfe-schedules"),
         ]
 
     async def stop(self) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from wfe_core.capabilities import Capability
 from wfe_core.host.dispatch import WorkDispatcher, log_outage
+from wfe_core.host.schedules import ScheduleFirer
 from wfe_core.locks import DistributedLockProvider
 from wfe_core.models import QueueType, ScheduledCommand, utcnow
 from wfe_core.options import HostOptions
@@ -37,6 +38,8 @@ class Poller:
         self.dispatcher = dispatcher
         self.options = options
         self._is_active = is_active
+        self.schedules: ScheduleFirer | None = None
+        """Fires due schedules on every poll (no lock needed: see its module)."""
 
     async def run(self) -> None:
         """Poll until the host stops; back off while the store fails."""
@@ -92,6 +95,8 @@ class Poller:
                 await self.persistence.process_commands(now, self._run_command)
             finally:
                 await lock.release_lock("wfe:poll:commands")
+        if self.schedules is not None:
+            await self.schedules.fire_due(now)
 
     async def _run_command(self, command: ScheduledCommand) -> None:
         queue = (

@@ -8,7 +8,7 @@ import dataclasses
 import decimal
 import enum
 import uuid
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -167,6 +167,12 @@ class _Decoding:
         zone = self._zone(v)
         if zone is not None:
             return dt.replace(tzinfo=zone, fold=v.get("f", 0))
+        offset = v.get("o")
+        if offset is not None:  # an offset with microseconds (see the encoder)
+            days, seconds, micro = offset
+            dt = dt.replace(
+                tzinfo=timezone(timedelta(days=days, seconds=seconds, microseconds=micro))
+            )
         return dt.replace(fold=1) if v.get("f") else dt
 
     def _dec_date(self, v: dict[str, Any]) -> date:

@@ -210,6 +210,10 @@ class _Encoding:
         tz = v.tzinfo
         if isinstance(tz, ZoneInfo) and tz.key is not None:
             out["z"] = tz.key
+        elif tz is not None:
+            offset = v.utcoffset()
+            if offset is not None and offset.microseconds:  # fromisoformat (3.11) drops it
+                out["o"] = [offset.days, offset.seconds, offset.microseconds]
         if v.fold:
             out["f"] = 1
         return out

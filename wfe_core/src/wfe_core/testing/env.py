@@ -171,6 +171,8 @@ class WorkflowTestEnv:
                 await persistence.close()
             raise
         self._host, self._clock_scope = host, scope
+        if host.schedules.next_time not in self._due_sources:
+            self.add_due_source(host.schedules.next_time)  # skip time to schedules' fires
         return self
 
     async def __aexit__(

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from wfe_core.errors import DuplicateIdempotencyKey, ProviderUnavailable
+from wfe_core.schedules import Schedule
 
 from wfe_sql.migrations import Migration, SchemaVersionError, migrate
 from wfe_sql.provider import SqlPersistenceProvider
@@ -173,6 +174,29 @@ class MigrationSuite(DialectSuiteBase):
             (SCHEMA_VERSION,)
         ]
         assert "wfe_ux_workflows_idempotency" in await dialect_store.index_names("wfe_workflows")
+
+    async def test_a_version_3_store_gets_the_schedules_table(
+        self, dialect_store: DialectStore
+    ) -> None:
+        """A store written by schema version 3 gets ``wfe_schedules`` (and its index)
+        from migration 4, keeps its rows, and stores schedules afterwards."""
+        async with dialect_store.provider() as store:
+            await store.create_workflow(sample_instance("old"))
+        await dialect_store.run(
+            "DROP TABLE wfe_schedules",
+            "DELETE FROM wfe_schema_version",
+            "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (3, 'v3', 0)",
+        )
+        async with dialect_store.provider() as store:
+            assert (await store.get_workflow_instance("old")).id == "old"
+            made = Schedule(id="s", definition_id="d", every=timedelta(hours=1))
+            made.next_fire_time = made.first_fire_time()
+            await store.create_schedule(made)
+            assert await store.get_schedule("s") == made
+        assert await dialect_store.rows("SELECT max(version) FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
+        assert "wfe_ix_schedules_due" in await dialect_store.index_names("wfe_schedules")
 
     async def test_a_missing_migration_step_is_refused(self, dialect_store: DialectStore) -> None:
         async with dialect_store.provider():
