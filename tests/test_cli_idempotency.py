@@ -103,3 +103,21 @@ def test_publish_with_an_event_id_twice_stores_once(url: str) -> None:
     too_long = wfe("publish", "paid", "K-3", "--url", url, "--event-id", "x" * 201)
     assert too_long.exit_code == 2
     assert "--event-id" in too_long.stderr
+
+
+def test_start_with_an_execution_timeout_stores_the_deadline(url: str) -> None:
+    """``--execution-timeout`` stores a deadline that far after the start; bad values
+    are refused before anything is written."""
+    from datetime import datetime, timedelta
+
+    started = ok_json(
+        "start", "order", "--app", APP, "--url", url, "--data", DATA, "--execution-timeout", "3d"
+    )
+    deadline = datetime.fromisoformat(started["execution_deadline"])
+    left = deadline - datetime.now(deadline.tzinfo)
+    assert timedelta(days=3) - timedelta(minutes=5) < left <= timedelta(days=3)
+    for bad in ("0s", "soon", "-1h"):
+        result = wfe("start", "order", "--app", APP, "--url", url, "--execution-timeout", bad)
+        assert result.exit_code == 2, (bad, result.stdout)
+        assert "--execution-timeout" in result.stderr
+    assert len(ok_json("list", "--url", url)["workflows"]) == 1

@@ -3,6 +3,7 @@ data built into the definition's data type from ``--data``."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ from wfe_core.cli.inputs import parse_json
 from wfe_core.cli.options import (
     Services,
     app_option,
+    duration_param,
     json_option,
     need_app,
     run,
@@ -52,6 +54,14 @@ __all__ = ["start"]
     help="Start at most once per KEY and definition: run again with the same key and "
     "data, it prints the id of the instance already started and starts nothing.",
 )
+@click.option(
+    "--execution-timeout",
+    default=None,
+    metavar="DURATION",
+    callback=duration_param,
+    help="Terminate the instance if it has not ended this long after it starts "
+    "(30s, 15m, 2h, 3d, 1h30m).",
+)
 @app_option()
 @url_option
 @service_options
@@ -62,6 +72,7 @@ def start(
     version: int | None,
     reference: str | None,
     idempotency_key: str | None,
+    execution_timeout: timedelta | None,
     app: str | None,
     url: str | None,
     services: Services,
@@ -73,6 +84,8 @@ def start(
     The instance runs on whichever worker serves this store.
     """
     spec = need_app(app, "start")
+    if execution_timeout is not None and execution_timeout <= timedelta(0):
+        raise click.BadParameter("must be a positive duration", param_hint="--execution-timeout")
     try:
         check_idempotency_key(idempotency_key, "the idempotency key")
     except ValueError as exc:
@@ -103,6 +116,7 @@ def start(
                     version=found.version,
                     reference=reference,
                     idempotency_key=idempotency_key,
+                    execution_timeout=execution_timeout,
                 )
             except (TypeError, SerializationError) as exc:
                 raise click.BadParameter(str(exc), param_hint="--data") from exc
@@ -113,6 +127,9 @@ def start(
                 "reference": reference,
                 "status": WorkflowStatus.RUNNABLE.value,
             }
+            if execution_timeout is not None:
+                deadline = (await session.client.get_workflow_instance(wid)).execution_deadline
+                started["execution_deadline"] = deadline.isoformat() if deadline else None
             if idempotency_key is not None:  # maybe started before: its status now
                 started["idempotency_key"] = idempotency_key
                 started["status"] = (await session.client.get_workflow_instance(wid)).status.value
