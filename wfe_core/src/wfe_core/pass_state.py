@@ -364,7 +364,7 @@ class PassState:
             if self._retries_exhausted(step, p.retry_count) or (
                 policy is not None and not policy.retries(exc)
             ):
-                self._fail(p)
+                self._fail(p, exc=exc)
                 return
             p.retry_count += 1
             p.sleep_until = self.now + self._retry_delay(step, p.retry_count)
@@ -378,7 +378,7 @@ class PassState:
             self._end(p, PointerStatus.FAILED)
             self._finish(WorkflowStatus.TERMINATED)
         else:
-            self._fail(p)
+            self._fail(p, exc=exc)
 
     def _boundary(self, p: ExecutionPointer, include_self: bool = True) -> ExecutionPointer | None:
         """Who compensates a failure of ``p``: the nearest enclosing saga; else ``p``
@@ -393,11 +393,14 @@ class PassState:
                 return q
         return None
 
-    def _fail(self, p: ExecutionPointer, undo_self: bool = True) -> None:
+    def _fail(
+        self, p: ExecutionPointer, undo_self: bool = True, exc: BaseException | None = None
+    ) -> None:
         """The step failed for good: compensate if something can, else terminate.
 
         ``undo_self=False`` when ``p``'s own compensation already ran (a saga whose
-        retries are exhausted)."""
+        retries are exhausted). ``exc``: the error, when known -- a saga whose retry
+        policy does not retry it (``non_retryable``) compensates and does not retry."""
         step = self.steps[p.step_id]
         boundary = None if step.is_compensation else self._boundary(p, undo_self)
         if boundary is None:
@@ -429,8 +432,11 @@ class PassState:
         to_compensate = ([p] if has_undo else []) + done
         bstep = self.steps[boundary.step_id]
         behavior = bstep.error_behavior if bstep.is_saga else None
-        retrying = behavior is ErrorBehavior.RETRY and not self._retries_exhausted(
-            bstep, boundary.retry_count
+        saga_policy = self._retry_policy(bstep) if bstep.is_saga else None
+        retrying = (
+            behavior is ErrorBehavior.RETRY
+            and not self._retries_exhausted(bstep, boundary.retry_count)
+            and (exc is None or saga_policy is None or saga_policy.retries(exc))
         )
         if not retrying:
             to_compensate.append(boundary)  # the block's own compensation, if it has one

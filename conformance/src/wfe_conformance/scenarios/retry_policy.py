@@ -25,9 +25,43 @@ from wfe_core import (
 
 __all__ = [
     "DefaultPolicyWorkflow",
+    "NonRetryableSagaWorkflow",
     "PolicyWorkflow",
     "RetryPolicyScenarioTests",
 ]
+
+
+class NonRetryableSagaWorkflow(RecordingWorkflow):
+    """saga(s1, s2 raising KeyError) with a retry policy that does not retry KeyError;
+    then tail."""
+
+    id = "scn-non-retryable-saga"
+
+    def build(self, builder: WorkflowBuilder[Data]) -> None:
+        rec = self.rec
+
+        def s2(context: StepContext[Any]) -> None:
+            rec.hit("s2")
+            raise KeyError("s2")
+
+        policy = RetryPolicy(
+            initial_interval=timedelta(milliseconds=20),
+            maximum_attempts=3,
+            non_retryable=(KeyError,),
+        )
+        (
+            builder.start_with(rec.step("pre"))
+            .saga(
+                lambda s: (
+                    s.start_with(rec.step("s1"))
+                    .compensate_with(rec.step("undo1"))
+                    .then(s2)
+                    .compensate_with(rec.step("undo2"))
+                )
+            )
+            .retry_policy(policy)
+            .then(rec.step("tail"))
+        )
 
 
 class PolicyWorkflow(RecordingWorkflow):
@@ -160,3 +194,15 @@ class RetryPolicyScenarioTests(ScenarioBase):
         _, inst = await host_factory.run_to_end(DefaultPolicyWorkflow(rec, None), Data())
         assert inst.status == WorkflowStatus.TERMINATED
         assert rec.counts() == {"flaky": 2}
+
+    async def test_a_saga_does_not_retry_a_non_retryable_error(
+        self, host_factory: HostFactory
+    ) -> None:
+        """A saga retried by a policy is not run again for an error the policy does not
+        retry: it compensates once and fails as when its attempts are used up (here:
+        nothing encloses it, so the workflow terminates)."""
+        rec = Recorder()
+        _, inst = await host_factory.run_to_end(NonRetryableSagaWorkflow(rec), Data())
+        assert inst.status == WorkflowStatus.TERMINATED
+        assert rec.counts() == {"pre": 1, "s1": 1, "s2": 1, "undo2": 1, "undo1": 1}
+        assert rec.names.index("undo2") < rec.names.index("undo1")
