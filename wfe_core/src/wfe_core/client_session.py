@@ -9,7 +9,7 @@ nothing executes in this process.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
@@ -25,16 +25,12 @@ async def client_session(host: _C) -> AsyncIterator[_C]:
     """Use a client (or a host, without starting it): the store is made ready and the lock,
     queue and lifecycle providers run, but no consumer or poller does, so nothing
     executes in this process. Everything is stopped and closed on exit."""
-    started: list[Callable[[], Awaitable[None]]] = []
     try:
-        await host.persistence.ensure_store_exists()
-        for part in (host.lock_provider, host.queue_provider, host.lifecycle):
-            await part.start()
-            started.append(part.stop)
+        await host.open()  # the store made ready, the services started (none on failure)
         yield host
     finally:
-        for stop in reversed(started):
-            with contextlib.suppress(Exception):
-                await stop()
         with contextlib.suppress(Exception):
-            await host.persistence.close()
+            await host.close()  # the services, and the store when the client opened it
+        if not host._owns_persistence:
+            with contextlib.suppress(Exception):
+                await host.persistence.close()  # "everything is closed on exit"
