@@ -53,3 +53,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section("skipped in CI (not allowed)")
         for line in _bad_skips:
             terminalreporter.line(line)
+
+
+@pytest.fixture(autouse=True)
+def _wfe_no_namespace_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests choose their namespace themselves: a ``WFE_NAMESPACE`` set in the shell
+    that runs pytest must not move every store of every test into it."""
+    monkeypatch.delenv("WFE_NAMESPACE", raising=False)

@@ -6,9 +6,10 @@ so ``pytest -n auto`` is safe on one database."""
 from collections.abc import AsyncIterator
 
 import pytest
-from wfe_conformance import ProviderConformance, StoreOpener
+from wfe_conformance import NamespaceOpener, ProviderConformance, StoreOpener
 from wfe_conformance.scenario_support import HostBuilder
 from wfe_conformance.services import postgres_url
+from wfe_core.registry import StoreComponents, open_store
 from wfe_postgres.testing import temporary_schema
 
 from wfe_core import HostOptions, WorkflowHost
@@ -28,6 +29,16 @@ class TestPostgresConformance(ProviderConformance):
     def store_opener(self, pg_store: tuple[str, str]) -> StoreOpener:
         url, schema = pg_store
         return StoreOpener(url=url, options={"schema": schema, "min_size": 1, "max_size": 2})
+
+    @pytest.fixture
+    def namespace_opener(self, pg_store: tuple[str, str]) -> NamespaceOpener:
+        """The same schema in another namespace (its keyword given to open_store)."""
+        url, schema = pg_store
+
+        async def open_namespace(namespace: str) -> StoreComponents:
+            return open_store(url, namespace=namespace, schema=schema, min_size=1, max_size=2)
+
+        return open_namespace
 
     @pytest.fixture
     async def provider(

@@ -8,8 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from wfe_conformance import PersistenceConformance, ProviderConformance, StoreOpener
+from wfe_conformance import (
+    NamespaceOpener,
+    PersistenceConformance,
+    ProviderConformance,
+    StoreOpener,
+)
 from wfe_conformance.scenario_support import HostBuilder
+from wfe_core.registry import StoreComponents, open_store
 
 from wfe_core import HostOptions, WorkflowHost
 from wfe_sqlite import SqliteLockProvider, SqlitePersistenceProvider, SqliteQueueProvider
@@ -19,6 +25,15 @@ class TestSqliteFileConformance(ProviderConformance):
     @pytest.fixture
     def store_opener(self, tmp_path: Path) -> StoreOpener:
         return StoreOpener(url=f"sqlite:///{tmp_path / 'wfe.db'}")
+
+    @pytest.fixture
+    def namespace_opener(self, tmp_path: Path) -> NamespaceOpener:
+        """The same database file in another namespace, opened by URL as users do."""
+
+        async def open_namespace(namespace: str) -> StoreComponents:
+            return open_store(f"sqlite:///{tmp_path / 'wfe.db'}?namespace={namespace}")
+
+        return open_namespace
 
     @pytest.fixture
     async def provider(self, tmp_path: Path) -> AsyncIterator[SqlitePersistenceProvider]:

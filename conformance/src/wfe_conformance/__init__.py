@@ -12,7 +12,9 @@ Subclass :class:`ProviderConformance` in a ``Test*`` class and override the
                 yield p
 
 A provider declaring ``Capability.DURABLE`` also overrides ``store_opener`` (a
-:class:`StoreOpener` for the same store, used from this process and others);
+:class:`StoreOpener` for the same store, used from this process and others); every
+provider overrides ``namespace_opener`` (a :class:`NamespaceOpener`: the same database
+in another namespace, for :class:`NamespaceTests`);
 :class:`MultiHostTests` is an opt-in suite of real worker processes on one store
 (override ``store_url``). Run ``pytest -rs`` to see which optional capabilities were
 skipped and why.
@@ -34,6 +36,7 @@ _ASSERT_REWRITTEN = (
     "wfe_conformance.limits",
     "wfe_conformance.lock_tests",
     "wfe_conformance.multihost",
+    "wfe_conformance.namespaces",
     "wfe_conformance.ownership",
     "wfe_conformance.poison",
     "wfe_conformance.poison_support",
@@ -81,6 +84,7 @@ from wfe_conformance.idempotency import IdempotencyTests
 from wfe_conformance.limits import KeyLimitTests
 from wfe_conformance.lock_tests import LockProviderTests
 from wfe_conformance.multihost import MultiHostTests
+from wfe_conformance.namespaces import NamespaceOpener, NamespaceTests
 from wfe_conformance.ownership import OwnershipTests
 from wfe_conformance.poison import PoisonDataTests
 from wfe_conformance.queue_tests import QueueProviderTests
@@ -100,6 +104,8 @@ __all__ = [
     "KeyLimitTests",
     "LockProviderTests",
     "MultiHostTests",
+    "NamespaceOpener",
+    "NamespaceTests",
     "OwnershipTests",
     "PersistenceConformance",
     "PoisonDataTests",
@@ -138,6 +144,7 @@ class ProviderConformance(
     PoisonDataTests,
     OwnershipTests,
     ScheduleStoreTests,
+    NamespaceTests,
 ):
-    """Everything a provider package must pass: repositories, lock, queue and (with
-    the engine) every host scenario."""
+    """Everything a provider package must pass: repositories, lock, queue, namespaces
+    and (with the engine) every host scenario."""

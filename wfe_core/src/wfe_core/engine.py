@@ -29,6 +29,7 @@ from wfe_core.models import (
 from wfe_core.options import HostOptions
 from wfe_core.persistence import PersistenceProvider
 from wfe_core.serialization import Serializer
+from wfe_core.telemetry import Instrumentation
 
 __all__ = ["WorkflowEngine"]
 
@@ -47,6 +48,8 @@ class WorkflowEngine(Protocol):
     """Where lifecycle events go."""
     owner_id: str
     """This process's claim owner id in the store."""
+    instrumentation: Instrumentation | None
+    """Hooks around passes and steps (:mod:`wfe_core.telemetry`), or None (off)."""
 
     # ------------------------------------------------------------------ for steps
     async def start_workflow(

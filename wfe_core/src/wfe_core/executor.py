@@ -38,6 +38,7 @@ from wfe_core.steps import (
     WorkflowDefinition,
     WorkflowStep,
 )
+from wfe_core.telemetry import StepObservation, pass_ids, step_ids
 
 __all__ = ["PassControl", "WorkflowExecutor"]
 
@@ -193,6 +194,21 @@ class _Pass(PassState):
             self._event(LifecycleEventType.STEP_STARTED, p)
         if p.status is not PointerStatus.RUNNING:
             p.status = PointerStatus.RUNNING
+        observation = StepObservation()
+        with step_ids(step, p):
+            instrumentation = self.host.instrumentation
+            if instrumentation is None:
+                await self._run_step(p, step, observation)
+            else:
+                with instrumentation.step(inst, step, p, observation):
+                    await self._run_step(p, step, observation)
+
+    async def _run_step(
+        self, p: ExecutionPointer, step: WorkflowStep, observation: StepObservation
+    ) -> None:
+        """Run the step's body on ``p`` and apply its result or error, noting how it
+        ended in ``observation``."""
+        inst = self.instance
         # a step with a timeout gets its own cancel signal (the pass's one still fires it)
         cancelled = self.control.cancelled if step.timeout is None else asyncio.Event()
         context: StepContext[Any] = StepContext(inst, step, p, self.host, cancelled)
@@ -216,13 +232,19 @@ class _Pass(PassState):
                 self._apply_outputs(step, body)
         except Exception as exc:  # a step failure: the error policy decides
             if self.control.cancelled.is_set() and inst.status is not WorkflowStatus.RUNNABLE:
+                observation.outcome = "cancelled"
                 return
             self.now = utcnow()
             if self._expired():
+                observation.outcome = "cancelled"
                 return  # cancelled by the execution timeout: the pass terminates it
+            observation.outcome, observation.error = "failed", exc
+            attempts = p.retry_count
             self._handle_error(p, step, exc)
+            observation.will_retry = p.retry_count > attempts
             return
         self.now = utcnow()
+        observation.outcome = "completed" if result.proceed else "waiting"
         self._apply_result(p, step, result)
 
     async def _run_limited(
@@ -289,8 +311,15 @@ class WorkflowExecutor:
     async def run_pass(
         self, instance: WorkflowInstance, definition: WorkflowDefinition, control: PassControl
     ) -> None:
-        """Run everything runnable now; persist after each step."""
-        await _Pass(self, instance, definition, control).run()
+        """Run everything runnable now; persist after each step (inside
+        :func:`~wfe_core.telemetry.pass_ids` and the host's instrumentation, if any)."""
+        with pass_ids(instance):
+            instrumentation = self.host.instrumentation
+            if instrumentation is None:
+                await _Pass(self, instance, definition, control).run()
+            else:
+                with instrumentation.workflow_pass(instance):
+                    await _Pass(self, instance, definition, control).run()
 
     async def run_step(
         self, step: WorkflowStep, body: StepBody, context: StepContext[Any]

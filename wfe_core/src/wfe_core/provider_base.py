@@ -15,6 +15,7 @@ from typing import ClassVar, Self
 
 from wfe_core.capabilities import Capability
 from wfe_core.errors import CapabilityNotSupported, ProviderUnavailable
+from wfe_core.namespaces import DEFAULT_NAMESPACE
 
 __all__ = ["ProviderBase"]
 
@@ -63,11 +64,16 @@ class ProviderBase:
 
             ...  # the other repository methods
 
-    The attributes it sets are ``_capabilities`` and ``_closed``; nothing else.
+    The attributes it sets are ``_capabilities`` and ``_closed``; nothing else
+    (:attr:`namespace` is a class attribute a subclass may set per instance).
     """
 
     supported_capabilities: ClassVar[frozenset[Capability]] = frozenset()
     """The optional capabilities this provider class can support (declared by default)."""
+
+    namespace: str = DEFAULT_NAMESPACE
+    """The namespace (:mod:`wfe_core.namespaces`) this provider's data lives in; a
+    subclass that supports namespaces sets it in ``__init__``."""
 
     def __init__(self, *, capabilities: Iterable[Capability] | None = None) -> None:
         self._capabilities = self.parse_capabilities(capabilities)
@@ -160,6 +166,8 @@ class ProviderBase:
         state = "closed" if self._closed else self.describe_state()
         name = self.store_name
         label = f" {name}" if name else ""
+        if self.namespace != DEFAULT_NAMESPACE and self.namespace not in label:
+            label += f" namespace={self.namespace!r}"
         return f"<{type(self).__name__}{label} ({state})>"
 
     # -- argument checks -----------------------------------------------------------------

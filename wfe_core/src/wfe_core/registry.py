@@ -29,6 +29,7 @@ from typing import Any
 from wfe_core.errors import ProviderNotFound
 from wfe_core.lifecycle import LifecyclePublisher
 from wfe_core.locks import DistributedLockProvider
+from wfe_core.namespaces import DEFAULT_NAMESPACE, check_namespace
 from wfe_core.persistence import PersistenceProvider
 from wfe_core.queues import QueueProvider
 
@@ -196,18 +197,48 @@ def supports_read_only(url: str) -> bool:
     return accepts_read_only(_factory(url)[0])
 
 
-def open_store(url: str, *, read_only: bool = False, **options: Any) -> StoreComponents:
+def _accepts_keyword(factory: Callable[..., object], keyword: str) -> bool:
+    """Whether ``factory`` takes ``keyword`` (by name or through ``**options``)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    found = parameters.get(keyword)
+    if found is not None:
+        return found.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            inspect.Parameter.KEYWORD_ONLY,
+        )
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def open_store(
+    url: str, *, read_only: bool = False, namespace: str | None = None, **options: Any
+) -> StoreComponents:
     """Open the store at ``url`` through the provider installed for its scheme.
 
     ``options`` go to the provider's factory; ``read_only=True`` goes to it only when it
     takes a ``read_only`` keyword (:func:`accepts_read_only`), else the store opens as
-    usual. Raises ``ValueError`` for a URL without a scheme and
-    :class:`~wfe_core.errors.ProviderNotFound` when no installed package serves the
-    scheme (or its entry point cannot be loaded).
+    usual. ``namespace`` (:mod:`wfe_core.namespaces`; None: the URL's ``?namespace=``,
+    else ``WFE_NAMESPACE``, else ``default``) goes to the factory as a keyword; a
+    factory that takes none gets it only when it is not the default, and then
+    ``ValueError`` says its store has no namespaces. Raises ``ValueError`` for a URL
+    without a scheme and :class:`~wfe_core.errors.ProviderNotFound` when no installed
+    package serves the scheme (or its entry point cannot be loaded).
     """
     factory, name = _factory(url)
     if read_only and accepts_read_only(factory):
         options["read_only"] = True
+    if namespace is not None:
+        check_namespace(namespace)
+        if _accepts_keyword(factory, "namespace"):
+            options["namespace"] = namespace
+        elif namespace != DEFAULT_NAMESPACE:
+            raise ValueError(
+                f"the wfe provider {name} for {redact_url(url)!r} takes no namespace, so "
+                f"it cannot open namespace {namespace!r}; use a store that supports "
+                "namespaces or leave the namespace out"
+            )
     result = factory(url, **options)
     if isinstance(result, StoreComponents):
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
-from wfe_memory.provider import MemoryPersistenceProvider, provider_from_url
+from wfe_memory.provider import MemoryPersistenceProvider
+from wfe_memory.url import provider_from_url
 
 __all__ = ["MemoryPersistenceProvider", "provider_from_url"]

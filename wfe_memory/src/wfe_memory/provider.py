@@ -9,6 +9,11 @@ the same allowlist, and no caller ever shares an object with the store. Times ar
 stored in UTC. Revisions are checked like a database would, and each method's
 check-and-set happens without an ``await`` in between, so the provider is safe under
 any number of concurrent asyncio tasks on one event loop.
+
+Namespaces: a memory "database" is a provider object and its siblings, the providers
+:meth:`MemoryPersistenceProvider.in_namespace` returns for other namespaces. Each
+namespace keeps its data in a partition of its own (its own provider object and dicts);
+siblings share only their registry, serializer, clock and capabilities.
 """
 
 from __future__ import annotations
@@ -22,7 +27,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from wfe_core.capabilities import Capability
 from wfe_core.errors import (
@@ -50,6 +54,7 @@ from wfe_core.models import (
     new_id,
     utcnow,
 )
+from wfe_core.namespaces import check_namespace, resolve_namespace
 from wfe_core.persistence import CommandHandler
 from wfe_core.persistence import check_aware as _check_aware
 from wfe_core.persistence import check_claim as _check_claim
@@ -67,7 +72,7 @@ from wfe_memory.schedules import MemoryScheduleStore
 if TYPE_CHECKING:
     from wfe_core.persistence import PersistenceProvider
 
-__all__ = ["MemoryPersistenceProvider", "provider_from_url"]
+__all__ = ["MemoryPersistenceProvider"]
 
 _log = logging.getLogger("wfe.memory")
 
@@ -178,9 +183,16 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
     rebuilds user values (default: the process-wide one). ``clock`` returns "now" (an
     aware UTC datetime) for token-expiry checks.
 
+    ``namespace`` (:mod:`wfe_core.namespaces`; default: the ``WFE_NAMESPACE`` environment
+    variable, else ``"default"``) names the partition this provider holds. The in-process
+    "database" is this provider and its siblings: :meth:`in_namespace` returns the provider
+    of another namespace of it (the same object every time), whose data is kept apart
+    from this one's entirely.
+
     After :meth:`close` every call raises
-    :class:`~wfe_core.errors.ProviderUnavailable` and the data is dropped. Usable as
-    ``async with``; it is a :class:`wfe_core.ProviderBase`.
+    :class:`~wfe_core.errors.ProviderUnavailable` and the data of this namespace is
+    dropped (its siblings keep theirs). Usable as ``async with``; it is a
+    :class:`wfe_core.ProviderBase`.
     """
 
     supported_capabilities = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURGE})
@@ -192,11 +204,15 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
         serializer: Serializer | None = None,
         clock: Callable[[], datetime] = utcnow,
         name: str = "",
+        namespace: str | None = None,
     ) -> None:
         super().__init__(capabilities=capabilities)
+        self.namespace = resolve_namespace(namespace)
         self._serializer = serializer if serializer is not None else default_serializer
         self._clock = clock
         self.name = name
+        # The namespaces of this in-process database, shared by every sibling.
+        self._siblings: dict[str, MemoryPersistenceProvider] = {self.namespace: self}
         self._seq = itertools.count()
         self._instances: dict[str, _StoredInstance] = {}
         # (workflow_definition_id, idempotency_key) -> instance id
@@ -220,6 +236,40 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
         """How many instances are stored (shown by ``repr``)."""
         return f"{len(self._instances)} instances"
 
+    # -- namespaces --------------------------------------------------------------------
+
+    def in_namespace(self, namespace: str) -> MemoryPersistenceProvider:
+        """The provider of ``namespace`` in this provider's in-process database.
+
+        The same object is returned for the same namespace as long as it is open
+        (``p.in_namespace(p.namespace) is p``); a new, empty one once it was closed.
+        Siblings share the serializer, clock, capabilities and name, never data.
+        ``ProviderUnavailable`` when this provider is closed; ``TypeError`` /
+        ``ValueError`` for an invalid namespace name.
+        """
+        namespace = check_namespace(namespace)
+        if self._closed:
+            raise ProviderUnavailable(
+                "provider is closed; call in_namespace() on an open provider of the database"
+            )
+        sibling = self._siblings.get(namespace)
+        if sibling is None or sibling._closed:
+            sibling = self._new_sibling(namespace)
+            sibling._siblings = self._siblings
+            self._siblings[namespace] = sibling
+        return sibling
+
+    def _new_sibling(self, namespace: str) -> MemoryPersistenceProvider:
+        """A new provider like this one for ``namespace`` (a subclass whose constructor
+        takes other arguments overrides this)."""
+        return type(self)(
+            capabilities=self.capabilities,
+            serializer=self._serializer,
+            clock=self._clock,
+            name=self.name,
+            namespace=namespace,
+        )
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def ensure_store_exists(self) -> None:
@@ -227,10 +277,13 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
         await self._enter()
 
     async def close(self) -> None:
-        """Drop all data; later calls raise ``ProviderUnavailable``. Idempotent."""
+        """Drop this namespace's data; later calls raise ``ProviderUnavailable``.
+        Idempotent; the other namespaces of the database stay open."""
         if self._closed:
             return
         await super().close()
+        if self._siblings.get(self.namespace) is self:
+            del self._siblings[self.namespace]
         for table in (
             self._instances,
             self._by_idempotency_key,
@@ -984,20 +1037,6 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
             )
             for e in errors
         ]
-
-
-def provider_from_url(url: str, **options: Any) -> MemoryPersistenceProvider:
-    """Build a provider from a ``memory://`` URL (the ``wfe.providers`` entry point).
-
-    Whatever follows ``memory://`` becomes the provider's ``name`` (for display only):
-    every call returns a new, empty store. ``options`` go to the constructor.
-    """
-    parts = urlsplit(url)
-    if parts.scheme.lower() != "memory":
-        raise ValueError(f"not a memory URL: {url!r}; expected 'memory://' or 'memory://<name>'")
-    name = (parts.netloc + parts.path).strip("/")
-    options.setdefault("name", name)
-    return MemoryPersistenceProvider(**options)
 
 
 if TYPE_CHECKING:

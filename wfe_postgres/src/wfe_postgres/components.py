@@ -16,7 +16,7 @@ from wfe_postgres.url import parse_postgres_url
 
 __all__ = ["provider_from_url"]
 
-_DRIVER_OPTIONS = frozenset(DEFAULTS) | {"server_settings"}
+_DRIVER_OPTIONS = frozenset(DEFAULTS) | {"server_settings", "namespace"}
 _QUEUE_OPTIONS = frozenset({"poll_interval"})
 
 
@@ -27,7 +27,7 @@ def provider_from_url(url: str, **options: Any) -> StoreComponents:
     with nothing else running.
 
     ``options`` (keyword arguments win over the URL's query string): the connection
-    options of :class:`~wfe_postgres.PostgresDriver` (``schema``, ``min_size``,
+    options of :class:`~wfe_postgres.PostgresDriver` (``schema``, ``namespace``, ``min_size``,
     ``max_size``, ``connect_timeout``, ``command_timeout``, ``acquire_timeout``,
     ``max_inactive_lifetime``, ``statement_cache_size``, ``listen_keepalive``,
     ``hint_pool_size``, ``write_groups``,

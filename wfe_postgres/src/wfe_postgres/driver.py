@@ -56,6 +56,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from wfe_core.errors import ProviderUnavailable, WfeError
 from wfe_core.models import QueueType
+from wfe_core.namespaces import DEFAULT_NAMESPACE
 from wfe_core.retry import Backoff
 from wfe_sql.driver import BatchAborted, IntegrityViolation, Op, Row, SqlDriver
 from wfe_sql.group_commit import GroupCommit, Outcome, skip_or_abort
@@ -77,6 +78,7 @@ class ConnectionOptions(TypedDict, total=False):
     :class:`PostgresDriver`)."""
 
     schema: str
+    namespace: str
     min_size: int
     max_size: int
     connect_timeout: float
@@ -107,7 +109,6 @@ DEFAULTS: dict[str, Any] = {
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 _MAX_IDENT = 63  # PostgreSQL's NAMEDATALEN - 1
-_CHANNEL_SUFFIX = ".wfe_queue"
 _ATTEMPTS = 3  # of a call that can safely run again (see PostgresDriver._run)
 _CLOSE_TIMEOUT = 5.0
 _PROBE_AFTER = 1.0  # a connection not made by then is checked: is this PostgreSQL at all?
@@ -187,6 +188,9 @@ class PostgresDriver(SqlDriver):
     query string apply unless given here. Options (defaults in :data:`DEFAULTS`):
 
     - ``schema``: where the wfe tables live (created when missing);
+    - ``namespace``: whose tables in that schema (:mod:`wfe_core.namespaces`; default
+      ``?namespace=`` of the URL, else ``WFE_NAMESPACE``, else ``default``): each
+      namespace has tables, a ``LISTEN`` channel and migrations of its own;
     - ``min_size`` / ``max_size``: the pool's connections;
     - ``connect_timeout``: seconds to open a connection (bad host, silent port);
     - ``command_timeout``: seconds one statement may take;
@@ -224,9 +228,10 @@ class PostgresDriver(SqlDriver):
         hint_pool_size: int | None = None,
         write_groups: int | None = None,
         server_settings: dict[str, str] | None = None,
+        namespace: str | None = None,
     ) -> None:
-        super().__init__()
         parsed = parse_postgres_url(url)
+        super().__init__(namespace=namespace, url_namespace=parsed.options.get("namespace"))
         given = {
             "schema": schema,
             "min_size": min_size,
@@ -277,10 +282,15 @@ class PostgresDriver(SqlDriver):
             raise ValueError("server_settings may not set search_path: pass schema= instead")
         settings["search_path"] = quote_ident(self.schema)
         self.server_settings: dict[str, str] = settings
-        self.name = f"{parsed.display} (schema {self.schema})"
-        channel = self.schema + _CHANNEL_SUFFIX
+        where = f"schema {self.schema}"
+        if self.namespace != DEFAULT_NAMESPACE:
+            where += f", namespace {self.namespace}"
+        self.name = f"{parsed.display} ({where})"
+        # One channel per schema and namespace: <schema>.wfe_queue for the default
+        # namespace (as before namespaces), <schema>.wfe_<ns>__queue for another.
+        channel = f"{self.schema}.{self.tables.queue_items.name}"
         if len(channel.encode()) > _MAX_IDENT:
-            digest = hashlib.sha256(self.schema.encode()).hexdigest()[:24]
+            digest = hashlib.sha256(channel.encode()).hexdigest()[:24]
             channel = f"wfe_queue.{digest}"
         self.channel: str = channel
         """The ``LISTEN/NOTIFY`` channel of this store's queues."""

@@ -20,7 +20,6 @@ from wfe_sql.driver import SqlDriver, Statement
 from wfe_sql.locks import SqlLockProvider
 from wfe_sql.provider import SqlPersistenceProvider
 from wfe_sql.queues import SqlQueueProvider, local_signal
-from wfe_sql.schema import queue_items
 
 from wfe_postgres.driver import ConnectionOptions, PostgresDriver
 from wfe_postgres.url import parse_postgres_url
@@ -62,7 +61,8 @@ class PostgresPersistenceProvider(SqlPersistenceProvider):
     """The wfe persistence provider on a PostgreSQL database, in one schema.
 
     ``url`` is a ``postgresql://`` URL (or a :class:`PostgresDriver` to share). The
-    connection options -- ``schema`` (default ``wfe``), ``min_size``, ``max_size``,
+    connection options -- ``schema`` (default ``wfe``), ``namespace`` (default
+    ``WFE_NAMESPACE``, else ``default``: :mod:`wfe_core.namespaces`), ``min_size``, ``max_size``,
     ``connect_timeout``, ``command_timeout``, ``acquire_timeout``,
     ``max_inactive_lifetime``, ``statement_cache_size``, ``listen_keepalive``,
     ``hint_pool_size``, ``write_groups``,
@@ -116,7 +116,7 @@ def _notifying_enqueue(driver: SqlDriver) -> Statement:
         WITH added AS (INSERT INTO wfe_queue ... ON CONFLICT DO NOTHING RETURNING seq)
         SELECT pg_notify($channel, $queue) FROM added
     """
-    q = queue_items
+    q = driver.tables.queue_items
     added = (
         driver.insert(q)
         .values(queue=bindparam("p_queue"), item=bindparam("p_item"))

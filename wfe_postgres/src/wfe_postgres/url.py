@@ -49,6 +49,7 @@ def _bool(value: str) -> bool:
 
 URL_OPTIONS: dict[str, Any] = {
     "schema": str,
+    "namespace": str,
     "min_size": int,
     "max_size": int,
     "connect_timeout": float,

@@ -6,6 +6,15 @@ redacted URL and what to fix), never a redis-py exception. Clients use bounded
 connect and socket timeouts and retry a broken connection once, at once, on a fresh
 connection: a call fails promptly while the server is down and works again as soon as
 it is back.
+
+Namespaces (:mod:`wfe_core.namespaces`): every key and pub/sub channel of a component
+lives under its :attr:`RedisSettings.key_prefix`. In the default namespace that is the
+``prefix`` itself, so keys and channels are exactly those of a wfe without namespaces
+(``wfe:lock:<resource>``, ``wfe:queue:<q>:...``, channels ``wfe:db<N>:...``); in
+namespace ``ns`` it is ``<prefix>ns:<ns>:`` (``wfe:ns:staging:lock:<resource>``). No
+default-namespace key or channel starts with ``<prefix>ns:`` (their families are
+``lock:``, ``queue:`` and ``db<N>:``), and a namespace name holds no ``:``, so two
+namespaces never share a key or a channel, nor one with the default namespace.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from redis import exceptions as rex
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from wfe_core.errors import ProviderUnavailable
+from wfe_core.namespaces import DEFAULT_NAMESPACE, resolve_namespace
 from wfe_core.registry import check_url_credentials, redact_url
 
 __all__ = [
@@ -38,7 +48,10 @@ DEFAULT_PREFIX = "wfe:"
 
 _SCHEMES = ("redis", "rediss", "unix")
 _FLOAT_OPTIONS = ("visibility_timeout", "connect_timeout", "socket_timeout")
-_WFE_OPTIONS = ("prefix", *_FLOAT_OPTIONS)
+_WFE_OPTIONS = ("prefix", "namespace", *_FLOAT_OPTIONS)
+_NAMESPACE_FAMILY = "ns:"
+"""The key family under which every non-default namespace lives (``<prefix>ns:<ns>:``);
+no default-namespace key family (``lock:``, ``queue:``, ``db<N>:``) starts with it."""
 _CLIENT_OPTIONS = (
     "db",
     "client_name",
@@ -58,10 +71,12 @@ class RedisSettings:
 
     URL form: ``redis://[[user]:password@]host[:port][/db][?option=value&...]``
     (``rediss://`` for TLS, ``unix:///path/to/socket?db=N`` for a socket). The wfe
-    options ``prefix``, ``visibility_timeout``, ``connect_timeout`` and
+    options ``prefix``, ``namespace``, ``visibility_timeout``, ``connect_timeout`` and
     ``socket_timeout`` may appear in the query or as keyword arguments (keywords
     win); the query may also carry redis-py's ``client_name``, ``max_connections``,
-    ``health_check_interval`` and ``ssl_*`` options.
+    ``health_check_interval`` and ``ssl_*`` options. The namespace is resolved by
+    :func:`~wfe_core.namespaces.resolve_namespace`: keyword, else ``?namespace=``,
+    else the ``WFE_NAMESPACE`` environment variable, else ``"default"``.
     """
 
     url: str = field(repr=False)
@@ -71,6 +86,9 @@ class RedisSettings:
     """The URL with any password redacted, for messages."""
     db: int
     prefix: str = DEFAULT_PREFIX
+    """The configured key prefix (see :attr:`key_prefix` for the one keys live under)."""
+    namespace: str = DEFAULT_NAMESPACE
+    """The namespace (:mod:`wfe_core.namespaces`) whose keys and channels are used."""
     connect_timeout: float = 3.0
     """Seconds to establish a connection."""
     socket_timeout: float = 5.0
@@ -108,6 +126,7 @@ class RedisSettings:
                 raise TypeError(
                     f"unknown Redis provider option {key!r}; known: " + ", ".join(_WFE_OPTIONS)
                 )
+        namespace = resolve_namespace(options.get("namespace"), from_url=query.get("namespace"))
         merged: dict[str, Any] = {k: v for k, v in query.items() if k in _WFE_OPTIONS}
         merged.update({k: v for k, v in options.items() if v is not None})
         values: dict[str, Any] = {}
@@ -124,6 +143,7 @@ class RedisSettings:
             display=redact_url(url),
             db=_db_index(parts.path if scheme != "unix" else "", query.get("db"), url),
             prefix=prefix,
+            namespace=namespace,
             credentials=bool(parts.username or parts.password),
             **values,
         )
@@ -138,10 +158,23 @@ class RedisSettings:
             decode_responses=True,
         )
 
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key and channel: :attr:`prefix` in the default namespace
+        (the keys of a wfe without namespaces), ``<prefix>ns:<namespace>:`` in any other."""
+        if self.namespace == DEFAULT_NAMESPACE:
+            return self.prefix
+        return f"{self.prefix}{_NAMESPACE_FAMILY}{self.namespace}:"
+
+    def key(self, *parts: str) -> str:
+        """A key: :attr:`key_prefix` then ``parts`` joined by ``:``."""
+        return self.key_prefix + ":".join(parts)
+
     def channel(self, name: str) -> str:
-        """A pub/sub channel name: prefixed and (since pub/sub ignores the database
-        number) qualified by the database, so separate databases do not cross-talk."""
-        return f"{self.prefix}db{self.db}:{name}"
+        """A pub/sub channel name: under :attr:`key_prefix` and (since pub/sub ignores
+        the database number) qualified by the database, so separate databases do not
+        cross-talk."""
+        return f"{self.key_prefix}db{self.db}:{name}"
 
 
 def _positive(key: str, value: Any, url: str) -> float:
@@ -238,12 +271,23 @@ class RedisComponent:
 
     @property
     def prefix(self) -> str:
-        """The prefix of every key (and channel) this component uses."""
+        """The configured key prefix (``prefix`` option; default ``"wfe:"``)."""
         return self.settings.prefix
 
+    @property
+    def namespace(self) -> str:
+        """The namespace (:mod:`wfe_core.namespaces`) this component works in."""
+        return self.settings.namespace
+
+    @property
+    def key_prefix(self) -> str:
+        """The prefix of every key and channel this component uses: :attr:`prefix` in
+        the default namespace, ``<prefix>ns:<namespace>:`` in any other."""
+        return self.settings.key_prefix
+
     def key(self, *parts: str) -> str:
-        """A key under this component's prefix."""
-        return self.settings.prefix + ":".join(parts)
+        """A key under this component's :attr:`key_prefix`."""
+        return self.settings.key(*parts)
 
     @contextlib.contextmanager
     def _translate(self) -> Iterator[None]:
@@ -259,7 +303,8 @@ class RedisComponent:
             await self._client.aclose()
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.settings.display!r}, prefix={self.prefix!r})"
+        extra = "" if self.namespace == DEFAULT_NAMESPACE else f", namespace={self.namespace!r}"
+        return f"{type(self).__name__}({self.settings.display!r}, prefix={self.prefix!r}{extra})"
 
 
 # On Python 3.11, asyncio.wait_for (which redis-py uses around socket writes) can

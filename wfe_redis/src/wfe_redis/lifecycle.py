@@ -1,8 +1,10 @@
 """The Redis lifecycle publisher: lifecycle events fanned out over pub/sub.
 
-Every publisher on one Redis database and key prefix shares the channel
-``<prefix>db<N>:lifecycle``; each receives every event any of them publishes (its own
-included) and hands it to its subscribers. Events are JSON objects of the
+Every publisher on one Redis database, key prefix and namespace shares the channel
+``<prefix>db<N>:lifecycle`` (``<prefix>ns:<ns>:db<N>:lifecycle`` in a namespace ``ns``
+other than the default, so publishers in other namespaces never hear it); each
+receives every event any of them publishes (its own included) and hands it to its
+subscribers. Events are JSON objects of the
 :class:`~wfe_core.models.LifecycleEvent` fields (``event_time`` in ISO 8601), so
 programs in other languages can listen too. Pub/sub is fire-and-forget: a publisher
 that is not connected when an event is sent does not get it later.
@@ -67,8 +69,9 @@ class RedisLifecyclePublisher(RedisComponent):
     :meth:`start`) delivers every event on the channel to this publisher's handlers,
     one at a time in the order received. A handler that raises is logged on the
     ``wfe.lifecycle`` logger; the others still get the event. Options: ``prefix``,
-    ``connect_timeout``, ``socket_timeout``. ``publish`` raises
-    :class:`~wfe_core.errors.ProviderUnavailable` when Redis cannot be used.
+    ``namespace`` (keyword, ``?namespace=``, ``WFE_NAMESPACE``), ``connect_timeout``,
+    ``socket_timeout``. ``publish`` raises :class:`~wfe_core.errors.ProviderUnavailable`
+    when Redis cannot be used.
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", **options: Any) -> None:

@@ -1,7 +1,10 @@
 """The Redis distributed lock provider: leases as keys with an expiry.
 
 A lock on ``resource`` is the key ``<prefix>lock:<resource>`` holding the owner token
-of the provider instance that took it, with a millisecond expiry equal to the lease.
+of the provider instance that took it, with a millisecond expiry equal to the lease
+(``<prefix>ns:<ns>:lock:<resource>`` in a namespace ``ns`` other than the default, so
+the same resource may be locked once in each namespace; a resource named ``ns:...`` in
+the default namespace is still under ``lock:`` and cannot meet another namespace's key).
 ``acquire_lock`` is ``SET key token NX PX ttl``; ``renew_lock`` and ``release_lock``
 are Lua scripts that compare the stored token with this owner's on the server and only
 then extend or delete, so an owner can never renew or free a lock another owner took
@@ -51,7 +54,8 @@ class RedisLockProvider(RedisComponent):
     """A :class:`~wfe_core.locks.DistributedLockProvider` on Redis.
 
     Each instance is one owner (``owner_id``); give every host its own instance.
-    Options (keywords or URL query): ``prefix`` (default ``"wfe:"``),
+    Options (keywords or URL query): ``prefix`` (default ``"wfe:"``), ``namespace``
+    (keyword, ``?namespace=``, ``WFE_NAMESPACE``, default ``"default"``),
     ``connect_timeout`` and ``socket_timeout`` in seconds. Every call raises
     :class:`~wfe_core.errors.ProviderUnavailable` when Redis cannot be used.
     """

@@ -7,6 +7,11 @@ Keys of one queue (``<q>`` is ``workflow``, ``event`` or ``index``)::
     <prefix>queue:<q>:inflight   ZSET  ids taken and not finished -> deadline (ms)
     <prefix>queue:<q>:owner      HASH  ids taken -> the consumer that took them
 
+(in a namespace ``ns`` other than the default, ``<prefix>`` is followed by ``ns:<ns>:``,
+e.g. ``wfe:ns:staging:queue:workflow:waiting``, and so are the wake-up channels
+``<prefix>db<N>:queue:<q>``: consumers in different namespaces never see each other's
+items.)
+
 Every change runs in one Lua script, so it is atomic on the server: queuing adds to
 the SET and, only if the id was not there, to the LIST; taking pops the oldest id,
 removes it from the SET and records it in flight with a deadline of
@@ -161,7 +166,8 @@ _POLL_DEAF = 0.05  # re-check interval while not subscribed (not started, or rec
 class RedisQueueProvider(RedisComponent):
     """A :class:`~wfe_core.queues.QueueProvider` on Redis with redelivery.
 
-    Options (keywords or URL query): ``prefix`` (default ``"wfe:"``),
+    Options (keywords or URL query): ``prefix`` (default ``"wfe:"``), ``namespace``
+    (keyword, ``?namespace=``, ``WFE_NAMESPACE``, default ``"default"``),
     ``visibility_timeout`` (seconds, default 30: how long an item taken by a consumer
     that stopped answering stays away before it is delivered again),
     ``connect_timeout``, ``socket_timeout``; keyword only: ``explicit_ack`` (None:

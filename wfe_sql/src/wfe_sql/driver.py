@@ -46,6 +46,9 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 from wfe_core.errors import WfeError
+from wfe_core.namespaces import DEFAULT_NAMESPACE, resolve_namespace
+
+from wfe_sql.schema import SqlTables, tables_for
 
 __all__ = [
     "BatchAborted",
@@ -177,7 +180,18 @@ class SqlDriver(ABC):
     """The driver's :class:`~wfe_sql.group_commit.GroupCommit` when its write batches are
     group-committed (its ``groups`` / ``batches`` counters are statistics), else None."""
 
-    def __init__(self) -> None:
+    namespace: str = DEFAULT_NAMESPACE
+    """The namespace (:mod:`wfe_core.namespaces`) whose tables this driver's components
+    use; set by ``__init__``."""
+
+    tables: SqlTables = tables_for(DEFAULT_NAMESPACE)
+    """The tables of :attr:`namespace` (:func:`wfe_sql.schema.tables_for`)."""
+
+    def __init__(self, *, namespace: str | None = None, url_namespace: str | None = None) -> None:
+        """``namespace`` (a keyword argument) wins, else ``url_namespace`` (``?namespace=``
+        of the store's URL), else ``WFE_NAMESPACE``, else ``"default"``."""
+        self.namespace = resolve_namespace(namespace, from_url=url_namespace)
+        self.tables = tables_for(self.namespace)
         self._attached: set[int] = set()
         self._schema_ready = False
         self._schema_lock: asyncio.Lock | None = None
@@ -342,9 +356,10 @@ class SqlDriver(ABC):
         return compile_statement(statement, self.dialect)
 
     def cached(self, key: Hashable, build: Callable[[SqlDriver], Any]) -> Any:
-        """``build(self)`` once per :attr:`dialect_key` and ``key``; later calls (from any
-        driver of the same dialect) return the same object."""
-        cache_key = (self.dialect_key, key)
+        """``build(self)`` once per :attr:`dialect_key`, :attr:`namespace` and ``key``;
+        later calls (from any driver of the same dialect and namespace) return the same
+        object."""
+        cache_key = (self.dialect_key, self.namespace, key)
         found = self._statements.get(cache_key)
         if found is None:
             found = _GLOBAL_CACHE.get(cache_key)

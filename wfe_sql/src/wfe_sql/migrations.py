@@ -1,6 +1,8 @@
 """Versioned schema migrations, run by ``ensure_store_exists()``.
 
-A store records every version applied to it in ``wfe_schema_version``. :func:`migrate`
+A store records every version applied to it in ``wfe_schema_version`` (each namespace
+in its own: ``wfe_<ns>__schema_version``, see :func:`wfe_sql.schema.tables_for`; a
+namespace's tables are created the first time a driver opens it). :func:`migrate`
 runs inside :meth:`SqlDriver.migration` -- one transaction that excludes every other
 migration of the store, in this process or any other -- and then:
 
@@ -32,7 +34,7 @@ from sqlalchemy import bindparam, func, insert, select
 from sqlalchemy.schema import CreateIndex, CreateTable
 from wfe_core.errors import ProviderUnavailable
 
-from wfe_sql.schema import SCHEMA_VERSION, metadata, schema_version
+from wfe_sql.schema import SCHEMA_VERSION
 
 if TYPE_CHECKING:
     from wfe_sql.driver import SqlDriver
@@ -61,16 +63,18 @@ def _add_columns(
     *columns: tuple[str, str], indexes: Sequence[str] = ()
 ) -> Callable[[SqlDriver], Sequence[str]]:
     """A migration adding ``(table, column)`` pairs and then the named indexes, as
-    declared in :mod:`wfe_sql.schema`."""
+    declared in :mod:`wfe_sql.schema` (names without the namespace's prefix: ``"workflows"``,
+    ``"ix_workflows_control"``)."""
 
     def upgrade(driver: SqlDriver) -> list[str]:
         out = []
-        for table_name, column_name in columns:
-            column = metadata.tables[table_name].c[column_name]
-            kind = column.type.compile(dialect=driver.dialect)
-            out.append(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}")
-        wanted = set(indexes)
-        for table in metadata.sorted_tables:
+        tables = driver.tables
+        for table_suffix, column_name in columns:
+            table = tables.metadata.tables[tables.prefix + table_suffix]
+            kind = table.c[column_name].type.compile(dialect=driver.dialect)
+            out.append(f"ALTER TABLE {table.name} ADD COLUMN {column_name} {kind}")
+        wanted = {tables.prefix + name for name in indexes}
+        for table in tables.metadata.sorted_tables:
             for index in sorted(table.indexes, key=lambda i: str(i.name)):
                 if index.name in wanted:
                     ddl = CreateIndex(index, if_not_exists=True).compile(dialect=driver.dialect)
@@ -81,13 +85,14 @@ def _add_columns(
 
 
 def _create_tables(*names: str) -> Callable[[SqlDriver], Sequence[str]]:
-    """A migration creating the named tables and their indexes, as declared in
-    :mod:`wfe_sql.schema` (``IF NOT EXISTS``)."""
+    """A migration creating the named tables (without the namespace's prefix) and their
+    indexes, as declared in :mod:`wfe_sql.schema` (``IF NOT EXISTS``)."""
 
     def upgrade(driver: SqlDriver) -> list[str]:
         out = []
+        tables = driver.tables
         for name in names:
-            table = metadata.tables[name]
+            table = tables.metadata.tables[tables.prefix + name]
             ddl = CreateTable(table, if_not_exists=True).compile(dialect=driver.dialect)
             out.append(ddl.string)
             for index in sorted(table.indexes, key=lambda i: str(i.name)):
@@ -104,22 +109,22 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ownership fencing (workflows.owner, lease_until), durable control requests "
         "(workflows.control), set-aside events (events.set_aside)",
         _add_columns(
-            ("wfe_workflows", "owner"),
-            ("wfe_workflows", "lease_until"),
-            ("wfe_workflows", "control"),
-            ("wfe_events", "set_aside"),
-            indexes=("wfe_ix_workflows_control",),
+            ("workflows", "owner"),
+            ("workflows", "lease_until"),
+            ("workflows", "control"),
+            ("events", "set_aside"),
+            indexes=("ix_workflows_control",),
         ),
     ),
     Migration(
         3,
         "idempotent starts (workflows.idempotency_key, unique per definition id)",
         _add_columns(
-            ("wfe_workflows", "idempotency_key"),
-            indexes=("wfe_ux_workflows_idempotency",),
+            ("workflows", "idempotency_key"),
+            indexes=("ux_workflows_idempotency",),
         ),
     ),
-    Migration(4, "schedules (the wfe_schedules table)", _create_tables("wfe_schedules")),
+    Migration(4, "schedules (the wfe_schedules table)", _create_tables("schedules")),
 )
 """The upgrade steps of existing stores, oldest first."""
 
@@ -142,9 +147,10 @@ def _wfe_sql_version() -> str:
 
 
 def create_statements(driver: SqlDriver) -> list[str]:
-    """``CREATE TABLE`` / ``CREATE INDEX`` (``IF NOT EXISTS``) for the current schema."""
+    """``CREATE TABLE`` / ``CREATE INDEX`` (``IF NOT EXISTS``) for the current schema of
+    the driver's namespace."""
     out: list[str] = []
-    for table in metadata.sorted_tables:
+    for table in driver.tables.metadata.sorted_tables:
         out.append(CreateTable(table, if_not_exists=True).compile(dialect=driver.dialect).string)
         for index in sorted(table.indexes, key=lambda i: str(i.name)):
             out.append(
@@ -154,14 +160,15 @@ def create_statements(driver: SqlDriver) -> list[str]:
 
 
 def _version_table_ddl(driver: SqlDriver) -> str:
-    return CreateTable(schema_version, if_not_exists=True).compile(dialect=driver.dialect).string
+    table = driver.tables.schema_version
+    return CreateTable(table, if_not_exists=True).compile(dialect=driver.dialect).string
 
 
 async def stored_version(driver: SqlDriver) -> int:
     """The store's schema version (0 for a store wfe never wrote to)."""
     async with driver.migration() as session:
         await session.execute(_version_table_ddl(driver))
-        sql = driver.compile(select(func.max(schema_version.c.version))).sql
+        sql = driver.compile(select(func.max(driver.tables.schema_version.c.version))).sql
         row = await session.fetchone(sql)
     return int(row[0]) if row is not None and row[0] is not None else 0
 
@@ -175,6 +182,7 @@ async def migrate(
 ) -> int:
     """Bring the store behind ``driver`` to schema version ``target``; return the version
     it was at (0: it was empty). See the module docstring."""
+    schema_version = driver.tables.schema_version
     version_sql = driver.compile(select(func.max(schema_version.c.version))).sql
     record = driver.compile(
         insert(schema_version).values(

@@ -25,7 +25,7 @@ class ScheduleStatements:
 
     def __init__(self, driver: SqlDriver) -> None:
         c = driver.compile
-        t = schedules
+        t = driver.tables.schedules
         columns = [t.c[n] for n in SCHEDULE_COLUMNS]
         self.insert = c(
             driver.insert(t)

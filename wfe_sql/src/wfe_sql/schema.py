@@ -4,6 +4,11 @@ Conventions:
 
 - Every table name starts with ``wfe_`` so the store can share a database with an
   application's own tables.
+- Each namespace (:mod:`wfe_core.namespaces`) has tables of its own: the default
+  namespace's are named ``wfe_<table>`` (as before namespaces existed), those of namespace
+  ``ns`` ``wfe_ns__<table>`` (:func:`table_prefix`); :func:`tables_for` gives the
+  :class:`SqlTables` of a namespace. Nothing a statement could forget to filter on
+  joins two namespaces: they share no table, index or constraint.
 - Times are ``BIGINT`` microseconds since the Unix epoch, UTC (:mod:`wfe_sql.times`).
 - User values (workflow data, event data, the data fields of pointers, subscription data)
   are the JSON text written by :meth:`wfe_core.serialization.Serializer.dumps`; SQL
@@ -22,6 +27,8 @@ and upgrades stores to it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -38,10 +45,12 @@ from sqlalchemy import (
     and_,
     not_,
 )
+from wfe_core.namespaces import DEFAULT_NAMESPACE, check_namespace
 
 __all__ = [
     "SCHEMA_VERSION",
     "TABLE_PREFIX",
+    "SqlTables",
     "events",
     "execution_errors",
     "execution_pointers",
@@ -52,6 +61,8 @@ __all__ = [
     "schedules",
     "schema_version",
     "subscriptions",
+    "table_prefix",
+    "tables_for",
     "workflows",
 ]
 
@@ -59,10 +70,7 @@ SCHEMA_VERSION = 4
 """The schema version this code creates and understands."""
 
 TABLE_PREFIX = "wfe_"
-"""The prefix of every table (and index) name."""
-
-metadata = MetaData()
-"""All wfe tables."""
+"""The prefix of every table (and index) name of the default namespace."""
 
 _Micros = BigInteger
 """A time column: microseconds since the Unix epoch, UTC."""
@@ -82,254 +90,352 @@ def _partial(where: object) -> dict[str, Any]:
     return {"sqlite_where": where, "postgresql_where": where}
 
 
-workflows = Table(
-    "wfe_workflows",
-    metadata,
-    Column("id", _ID, primary_key=True),
-    Column("workflow_definition_id", _NAME, nullable=False),
-    Column("version", Integer, nullable=False),
-    Column("description", Text),
-    Column("reference", _NAME),
-    Column("status", String(32), nullable=False),
-    Column("data", Text),
-    Column("next_execution", _Micros),
-    Column("create_time", _Micros, nullable=False),
-    Column("complete_time", _Micros),
-    Column("revision", Integer, nullable=False),
-    # Version 2: ownership fencing and durable control requests.
-    Column("owner", String(100)),
-    Column("lease_until", _Micros),
-    Column("control", String(32)),
-    # Version 3: idempotent starts.
-    Column("idempotency_key", _NAME),
-)
-"""Workflow instance headers (one row per instance; pointers live in their own table).
+def table_prefix(namespace: str) -> str:
+    """The prefix of the table, index and constraint names of ``namespace``:
+    :data:`TABLE_PREFIX` for the default namespace, ``wfe_<namespace>__`` for another
+    (namespace names hold no ``__``, so no two namespaces share a name)."""
+    if check_namespace(namespace) == DEFAULT_NAMESPACE:
+        return TABLE_PREFIX
+    return f"{TABLE_PREFIX}{namespace}__"
 
-``owner`` / ``lease_until``: the host that has claimed the instance to run it and when
-that claim lapses (see ``WorkflowRepository.claim_workflow``); ``control``: a pending
-suspend / resume / terminate request, applied by whoever holds the instance;
-``idempotency_key``: the key it was started with, unique per definition id
-(``wfe_ux_workflows_idempotency``), or NULL."""
 
-Index(
-    "wfe_ix_workflows_runnable",
-    workflows.c.next_execution,
-    workflows.c.id,
-    **_partial(and_(workflows.c.status == "runnable", workflows.c.next_execution.is_not(None))),
-)
-Index("wfe_ix_workflows_created", workflows.c.create_time, workflows.c.id)
-Index(
-    "wfe_ix_workflows_status_created",
-    workflows.c.status,
-    workflows.c.create_time,
-    workflows.c.id,
-)
-Index(
-    "wfe_ix_workflows_definition",
-    workflows.c.workflow_definition_id,
-    workflows.c.create_time,
-    workflows.c.id,
-)
-Index("wfe_ix_workflows_reference", workflows.c.reference, workflows.c.create_time)
-Index(
-    "wfe_ix_workflows_control",
-    workflows.c.id,
-    **_partial(workflows.c.control.is_not(None)),
-)
-Index(
-    "wfe_ux_workflows_idempotency",
-    workflows.c.workflow_definition_id,
-    workflows.c.idempotency_key,
-    unique=True,
-    **_partial(workflows.c.idempotency_key.is_not(None)),
-)
-Index(
-    "wfe_ix_workflows_finished",
-    workflows.c.status,
-    workflows.c.complete_time,
-    **_partial(workflows.c.complete_time.is_not(None)),
-)
+@dataclass(frozen=True)
+class SqlTables:
+    """The wfe tables of one namespace (see :func:`tables_for`)."""
 
-execution_pointers = Table(
-    "wfe_execution_pointers",
-    metadata,
-    Column("workflow_id", _ID, primary_key=True),
-    Column("id", _ID, primary_key=True),
-    Column("ordinal", Integer, nullable=False),
-    Column("step_id", Integer, nullable=False),
-    Column("step_name", Text),
-    Column("active", Boolean(create_constraint=False), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("sleep_until", _Micros),
-    Column("persistence_data", Text),
-    Column("start_time", _Micros),
-    Column("end_time", _Micros),
-    Column("event_name", Text),
-    Column("event_key", Text),
-    Column("event_published", Boolean(create_constraint=False), nullable=False),
-    Column("event_data", Text),
-    Column("retry_count", Integer, nullable=False),
-    Column("children", Text),
-    Column("context_item", Text),
-    Column("predecessor_id", _ID),
-    Column("outcome", Text),
-    Column("scope", Text),
-    Column("extension_attributes", Text),
-)
-"""Execution pointers, one row each; ``ordinal`` is the creation order within an instance."""
+    namespace: str
+    """The namespace these tables hold."""
+    prefix: str
+    """The prefix of their names (:func:`table_prefix`)."""
+    metadata: MetaData
+    """Every table of the namespace, with its indexes."""
+    workflows: Table
+    """Workflow instance headers (one row per instance; pointers live in their own
+    table). ``owner`` / ``lease_until``: the host that has claimed the instance and when
+    that claim lapses; ``control``: a pending suspend / resume / terminate request;
+    ``idempotency_key``: unique per definition id, or NULL."""
+    execution_pointers: Table
+    """Execution pointers, one row each; ``ordinal`` is the creation order."""
+    events: Table
+    """Published events; ``seq`` orders events with equal times by insertion."""
+    subscriptions: Table
+    """Live event subscriptions (a terminated subscription is deleted)."""
+    scheduled_commands: Table
+    """Commands to run later, claimed with a lease when due."""
+    execution_errors: Table
+    """The append-only execution-error log."""
+    locks: Table
+    """Lock leases: held by ``owner`` until ``expires_at``."""
+    queue_items: Table
+    """Work-queue entries: FIFO by ``seq`` per queue; an id waits at most once per queue."""
+    schedules: Table
+    """Schedules (schema version 4); a fire is claimed by a compare-and-set on
+    ``next_fire_time``."""
+    schema_version: Table
+    """One row per schema version applied (the highest is the current one)."""
 
-Index(
-    "wfe_ix_pointers_order",
-    execution_pointers.c.workflow_id,
-    execution_pointers.c.ordinal,
-    unique=True,
-)
+    def hint(self, index: str) -> str:
+        """The SQLite ``INDEXED BY`` hint naming this namespace's index ``index``
+        (its name without the prefix, e.g. ``"ix_workflows_runnable"``)."""
+        return f"INDEXED BY {self.prefix}{index}"
 
-events = Table(
-    "wfe_events",
-    metadata,
-    Column("seq", _Serial, primary_key=True, autoincrement=True),
-    Column("id", _ID, nullable=False, unique=True),
-    Column("event_name", _NAME, nullable=False),
-    Column("event_key", _NAME, nullable=False),
-    Column("event_data", Text),
-    Column("event_time", _Micros, nullable=False),
-    Column("is_processed", Boolean(create_constraint=False), nullable=False),
-    # Version 2: why the event was set aside (poison data), or NULL.
-    Column("set_aside", Text),
-)
-"""Published events; ``seq`` orders events with equal times by insertion."""
 
-Index(
-    "wfe_ix_events_runnable",
-    events.c.event_time,
-    events.c.seq,
-    **_partial(not_(events.c.is_processed)),
-)
-Index(
-    "wfe_ix_events_topic",
-    events.c.event_name,
-    events.c.event_key,
-    events.c.event_time,
-    events.c.seq,
-)
+@cache
+def tables_for(namespace: str = DEFAULT_NAMESPACE) -> SqlTables:
+    """The tables of ``namespace`` (built once per namespace; ``ValueError`` for a name
+    :func:`wfe_core.namespaces.check_namespace` refuses)."""
+    p = table_prefix(namespace)
+    md = MetaData()
 
-subscriptions = Table(
-    "wfe_subscriptions",
-    metadata,
-    Column("seq", _Serial, primary_key=True, autoincrement=True),
-    Column("id", _ID, nullable=False, unique=True),
-    Column("workflow_id", _ID, nullable=False),
-    Column("step_id", Integer, nullable=False),
-    Column("execution_pointer_id", _ID, nullable=False),
-    Column("event_name", _NAME, nullable=False),
-    Column("event_key", _NAME, nullable=False),
-    Column("subscribe_as_of", _Micros, nullable=False),
-    Column("subscription_data", Text),
-    Column("external_token", String(400)),
-    Column("external_worker_id", String(400)),
-    Column("external_token_expiry", _Micros),
-)
-"""Live event subscriptions (a terminated subscription is deleted)."""
+    workflows = Table(
+        p + "workflows",
+        md,
+        Column("id", _ID, primary_key=True),
+        Column("workflow_definition_id", _NAME, nullable=False),
+        Column("version", Integer, nullable=False),
+        Column("description", Text),
+        Column("reference", _NAME),
+        Column("status", String(32), nullable=False),
+        Column("data", Text),
+        Column("next_execution", _Micros),
+        Column("create_time", _Micros, nullable=False),
+        Column("complete_time", _Micros),
+        Column("revision", Integer, nullable=False),
+        # Version 2: ownership fencing and durable control requests.
+        Column("owner", String(100)),
+        Column("lease_until", _Micros),
+        Column("control", String(32)),
+        # Version 3: idempotent starts.
+        Column("idempotency_key", _NAME),
+    )
+    # Workflow instance headers (one row per instance; pointers live in their own table).
+    #
+    # ``owner`` / ``lease_until``: the host that has claimed the instance to run it and when
+    # that claim lapses (see ``WorkflowRepository.claim_workflow``); ``control``: a pending
+    # suspend / resume / terminate request, applied by whoever holds the instance;
+    # ``idempotency_key``: the key it was started with, unique per definition id
+    # (``wfe_ux_workflows_idempotency``), or NULL.
 
-Index(
-    "wfe_ix_subscriptions_topic",
-    subscriptions.c.event_name,
-    subscriptions.c.event_key,
-    subscriptions.c.subscribe_as_of,
-    subscriptions.c.seq,
-)
-Index(
-    "wfe_ix_subscriptions_workflow",
-    subscriptions.c.workflow_id,
-    subscriptions.c.execution_pointer_id,
-)
+    Index(
+        p + "ix_workflows_runnable",
+        workflows.c.next_execution,
+        workflows.c.id,
+        **_partial(and_(workflows.c.status == "runnable", workflows.c.next_execution.is_not(None))),
+    )
+    Index(p + "ix_workflows_created", workflows.c.create_time, workflows.c.id)
+    Index(
+        p + "ix_workflows_status_created",
+        workflows.c.status,
+        workflows.c.create_time,
+        workflows.c.id,
+    )
+    Index(
+        p + "ix_workflows_definition",
+        workflows.c.workflow_definition_id,
+        workflows.c.create_time,
+        workflows.c.id,
+    )
+    Index(p + "ix_workflows_reference", workflows.c.reference, workflows.c.create_time)
+    Index(
+        p + "ix_workflows_control",
+        workflows.c.id,
+        **_partial(workflows.c.control.is_not(None)),
+    )
+    Index(
+        p + "ux_workflows_idempotency",
+        workflows.c.workflow_definition_id,
+        workflows.c.idempotency_key,
+        unique=True,
+        **_partial(workflows.c.idempotency_key.is_not(None)),
+    )
+    Index(
+        p + "ix_workflows_finished",
+        workflows.c.status,
+        workflows.c.complete_time,
+        **_partial(workflows.c.complete_time.is_not(None)),
+    )
 
-scheduled_commands = Table(
-    "wfe_scheduled_commands",
-    metadata,
-    Column("command_name", String(100), primary_key=True),
-    Column("data", _NAME, primary_key=True),
-    Column("execute_time", _Micros, nullable=False),
-    Column("claim_token", String(100)),
-    Column("claimed_until", _Micros),
-)
-"""Commands to run later; a processor claims a due command with a lease before running it."""
+    execution_pointers = Table(
+        p + "execution_pointers",
+        md,
+        Column("workflow_id", _ID, primary_key=True),
+        Column("id", _ID, primary_key=True),
+        Column("ordinal", Integer, nullable=False),
+        Column("step_id", Integer, nullable=False),
+        Column("step_name", Text),
+        Column("active", Boolean(create_constraint=False), nullable=False),
+        Column("status", String(32), nullable=False),
+        Column("sleep_until", _Micros),
+        Column("persistence_data", Text),
+        Column("start_time", _Micros),
+        Column("end_time", _Micros),
+        Column("event_name", Text),
+        Column("event_key", Text),
+        Column("event_published", Boolean(create_constraint=False), nullable=False),
+        Column("event_data", Text),
+        Column("retry_count", Integer, nullable=False),
+        Column("children", Text),
+        Column("context_item", Text),
+        Column("predecessor_id", _ID),
+        Column("outcome", Text),
+        Column("scope", Text),
+        Column("extension_attributes", Text),
+    )
+    # Execution pointers, one row each; ``ordinal`` is the creation order within an instance.
 
-Index("wfe_ix_commands_due", scheduled_commands.c.execute_time)
+    Index(
+        p + "ix_pointers_order",
+        execution_pointers.c.workflow_id,
+        execution_pointers.c.ordinal,
+        unique=True,
+    )
 
-execution_errors = Table(
-    "wfe_execution_errors",
-    metadata,
-    Column("seq", _Serial, primary_key=True, autoincrement=True),
-    Column("id", _ID, nullable=False),
-    Column("workflow_id", _ID, nullable=False),
-    Column("execution_pointer_id", _ID),
-    Column("error_time", _Micros, nullable=False),
-    Column("message", Text, nullable=False),
-    Column("error_type", Text),
-    Column("traceback", Text),
-)
-"""The append-only execution-error log; ``seq`` keeps persist order among equal times."""
+    events = Table(
+        p + "events",
+        md,
+        Column("seq", _Serial, primary_key=True, autoincrement=True),
+        Column("id", _ID, nullable=False, unique=True),
+        Column("event_name", _NAME, nullable=False),
+        Column("event_key", _NAME, nullable=False),
+        Column("event_data", Text),
+        Column("event_time", _Micros, nullable=False),
+        Column("is_processed", Boolean(create_constraint=False), nullable=False),
+        # Version 2: why the event was set aside (poison data), or NULL.
+        Column("set_aside", Text),
+    )
+    # Published events; ``seq`` orders events with equal times by insertion.
 
-Index(
-    "wfe_ix_errors_workflow",
-    execution_errors.c.workflow_id,
-    execution_errors.c.error_time,
-    execution_errors.c.seq,
-)
+    Index(
+        p + "ix_events_runnable",
+        events.c.event_time,
+        events.c.seq,
+        **_partial(not_(events.c.is_processed)),
+    )
+    Index(
+        p + "ix_events_topic",
+        events.c.event_name,
+        events.c.event_key,
+        events.c.event_time,
+        events.c.seq,
+    )
 
-locks = Table(
-    "wfe_locks",
-    metadata,
-    Column("resource", String(400), primary_key=True),
-    Column("owner", String(100), nullable=False),
-    Column("expires_at", _Micros, nullable=False),
-)
-"""Lock leases: a row is held by ``owner`` until ``expires_at`` (wall clock, microseconds)."""
+    subscriptions = Table(
+        p + "subscriptions",
+        md,
+        Column("seq", _Serial, primary_key=True, autoincrement=True),
+        Column("id", _ID, nullable=False, unique=True),
+        Column("workflow_id", _ID, nullable=False),
+        Column("step_id", Integer, nullable=False),
+        Column("execution_pointer_id", _ID, nullable=False),
+        Column("event_name", _NAME, nullable=False),
+        Column("event_key", _NAME, nullable=False),
+        Column("subscribe_as_of", _Micros, nullable=False),
+        Column("subscription_data", Text),
+        Column("external_token", String(400)),
+        Column("external_worker_id", String(400)),
+        Column("external_token_expiry", _Micros),
+    )
+    # Live event subscriptions (a terminated subscription is deleted).
 
-queue_items = Table(
-    "wfe_queue",
-    metadata,
-    Column("seq", _Serial, primary_key=True, autoincrement=True),
-    Column("queue", String(32), nullable=False),
-    Column("item", _ID, nullable=False),
-    UniqueConstraint("queue", "item", name="wfe_uq_queue_item"),
-)
-"""Work-queue entries: FIFO by ``seq`` per queue; an id waits at most once per queue."""
+    Index(
+        p + "ix_subscriptions_topic",
+        subscriptions.c.event_name,
+        subscriptions.c.event_key,
+        subscriptions.c.subscribe_as_of,
+        subscriptions.c.seq,
+    )
+    Index(
+        p + "ix_subscriptions_workflow",
+        subscriptions.c.workflow_id,
+        subscriptions.c.execution_pointer_id,
+    )
 
-Index("wfe_ix_queue_order", queue_items.c.queue, queue_items.c.seq)
+    scheduled_commands = Table(
+        p + "scheduled_commands",
+        md,
+        Column("command_name", String(100), primary_key=True),
+        Column("data", _NAME, primary_key=True),
+        Column("execute_time", _Micros, nullable=False),
+        Column("claim_token", String(100)),
+        Column("claimed_until", _Micros),
+    )
+    # Commands to run later; a processor claims a due command with a lease before running it.
 
-schedules = Table(
-    "wfe_schedules",
-    metadata,
-    Column("id", _ID, primary_key=True),
-    Column("definition_id", _NAME, nullable=False),
-    Column("version", Integer),
-    Column("data", Text),
-    Column("cron", String(200)),
-    Column("every_micros", BigInteger),
-    Column("timezone", String(100), nullable=False),
-    Column("overlap", String(16), nullable=False),
-    Column("catchup", String(16), nullable=False),
-    Column("start_at", _Micros),
-    Column("end_at", _Micros),
-    Column("paused", Boolean(create_constraint=False), nullable=False),
-    Column("next_fire_time", _Micros),
-    Column("last_fire_time", _Micros),
-    Column("last_instance_id", _ID),
-    Column("create_time", _Micros, nullable=False),
-)
-"""Schedules (schema version 4); a fire is claimed by a compare-and-set on
-``next_fire_time``."""
+    Index(p + "ix_commands_due", scheduled_commands.c.execute_time)
 
-Index("wfe_ix_schedules_due", schedules.c.next_fire_time)
+    execution_errors = Table(
+        p + "execution_errors",
+        md,
+        Column("seq", _Serial, primary_key=True, autoincrement=True),
+        Column("id", _ID, nullable=False),
+        Column("workflow_id", _ID, nullable=False),
+        Column("execution_pointer_id", _ID),
+        Column("error_time", _Micros, nullable=False),
+        Column("message", Text, nullable=False),
+        Column("error_type", Text),
+        Column("traceback", Text),
+    )
+    # The append-only execution-error log; ``seq`` keeps persist order among equal times.
 
-schema_version = Table(
-    "wfe_schema_version",
-    metadata,
-    Column("version", Integer, primary_key=True, autoincrement=False),
-    Column("description", Text, nullable=False),
-    Column("applied_at", _Micros, nullable=False),
-)
-"""One row per schema version applied to the store (the highest is the current one)."""
+    Index(
+        p + "ix_errors_workflow",
+        execution_errors.c.workflow_id,
+        execution_errors.c.error_time,
+        execution_errors.c.seq,
+    )
+
+    locks = Table(
+        p + "locks",
+        md,
+        Column("resource", String(400), primary_key=True),
+        Column("owner", String(100), nullable=False),
+        Column("expires_at", _Micros, nullable=False),
+    )
+    # Lock leases: a row is held by ``owner`` until ``expires_at`` (wall clock, microseconds).
+
+    queue_items = Table(
+        p + "queue",
+        md,
+        Column("seq", _Serial, primary_key=True, autoincrement=True),
+        Column("queue", String(32), nullable=False),
+        Column("item", _ID, nullable=False),
+        UniqueConstraint("queue", "item", name=p + "uq_queue_item"),
+    )
+    # Work-queue entries: FIFO by ``seq`` per queue; an id waits at most once per queue.
+
+    Index(p + "ix_queue_order", queue_items.c.queue, queue_items.c.seq)
+
+    schedules = Table(
+        p + "schedules",
+        md,
+        Column("id", _ID, primary_key=True),
+        Column("definition_id", _NAME, nullable=False),
+        Column("version", Integer),
+        Column("data", Text),
+        Column("cron", String(200)),
+        Column("every_micros", BigInteger),
+        Column("timezone", String(100), nullable=False),
+        Column("overlap", String(16), nullable=False),
+        Column("catchup", String(16), nullable=False),
+        Column("start_at", _Micros),
+        Column("end_at", _Micros),
+        Column("paused", Boolean(create_constraint=False), nullable=False),
+        Column("next_fire_time", _Micros),
+        Column("last_fire_time", _Micros),
+        Column("last_instance_id", _ID),
+        Column("create_time", _Micros, nullable=False),
+    )
+    # Schedules (schema version 4); a fire is claimed by a compare-and-set on
+    # ``next_fire_time``.
+
+    Index(p + "ix_schedules_due", schedules.c.next_fire_time)
+
+    schema_version = Table(
+        p + "schema_version",
+        md,
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("description", Text, nullable=False),
+        Column("applied_at", _Micros, nullable=False),
+    )
+    # One row per schema version applied to the store (the highest is the current one).
+
+    return SqlTables(
+        namespace=namespace,
+        prefix=p,
+        metadata=md,
+        workflows=workflows,
+        execution_pointers=execution_pointers,
+        events=events,
+        subscriptions=subscriptions,
+        scheduled_commands=scheduled_commands,
+        execution_errors=execution_errors,
+        locks=locks,
+        queue_items=queue_items,
+        schedules=schedules,
+        schema_version=schema_version,
+    )
+
+
+_DEFAULT = tables_for(DEFAULT_NAMESPACE)
+metadata = _DEFAULT.metadata
+"""All wfe tables of the default namespace."""
+workflows = _DEFAULT.workflows
+"""The default namespace's ``wfe_workflows`` (see :class:`SqlTables`)."""
+execution_pointers = _DEFAULT.execution_pointers
+"""The default namespace's ``wfe_execution_pointers``."""
+events = _DEFAULT.events
+"""The default namespace's ``wfe_events``."""
+subscriptions = _DEFAULT.subscriptions
+"""The default namespace's ``wfe_subscriptions``."""
+scheduled_commands = _DEFAULT.scheduled_commands
+"""The default namespace's ``wfe_scheduled_commands``."""
+execution_errors = _DEFAULT.execution_errors
+"""The default namespace's ``wfe_execution_errors``."""
+locks = _DEFAULT.locks
+"""The default namespace's ``wfe_locks``."""
+queue_items = _DEFAULT.queue_items
+"""The default namespace's ``wfe_queue``."""
+schedules = _DEFAULT.schedules
+"""The default namespace's ``wfe_schedules``."""
+schema_version = _DEFAULT.schema_version
+"""The default namespace's ``wfe_schema_version``."""

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import (
     Column,
+    Table,
     and_,
     bindparam,
     case,
@@ -33,16 +34,7 @@ from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.elements import ColumnClause
 
 from wfe_sql.driver import SqlDriver, Statement
-from wfe_sql.schema import (
-    events,
-    execution_errors,
-    execution_pointers,
-    locks,
-    queue_items,
-    scheduled_commands,
-    subscriptions,
-    workflows,
-)
+from wfe_sql.schema import events, execution_errors, execution_pointers, subscriptions, workflows
 
 __all__ = [
     "ERROR_COLUMNS",
@@ -128,15 +120,16 @@ class ProviderStatements:
 
     def __init__(self, driver: SqlDriver) -> None:
         self._driver = driver
+        self._tables = t = driver.tables
         self._shapes: dict[Hashable, Statement] = {}
         c = driver.compile
         w, p, s, e, sc, er = (
-            workflows,
-            execution_pointers,
-            subscriptions,
-            events,
-            scheduled_commands,
-            execution_errors,
+            t.workflows,
+            t.execution_pointers,
+            t.subscriptions,
+            t.events,
+            t.scheduled_commands,
+            t.execution_errors,
         )
 
         # -- workflows ---------------------------------------------------------------
@@ -294,7 +287,7 @@ class ProviderStatements:
             # Without statistics SQLite prefers the (status, ...) index and sorts every
             # runnable instance; the partial index is already in order and holds only
             # runnable ones. Other dialects ignore the hint.
-            .with_hint(w, "INDEXED BY wfe_ix_workflows_runnable", "sqlite")
+            .with_hint(w, t.hint("ix_workflows_runnable"), "sqlite")
         )
         doomed = select(w.c.id).where(
             w.c.status == _b("status"), w.c.complete_time < _b("older_than")
@@ -457,16 +450,15 @@ class ProviderStatements:
 
     def workflows_in(self, n: int) -> Statement:
         """Headers of the workflows whose id is one of ``p_in0..p_in{n-1}``."""
+        w = self._tables.workflows
         return self._shape(
             ("workflows_in", n),
-            lambda: select(*(workflows.c[c] for c in HEADER_READ_COLUMNS)).where(
-                _in_list(workflows.c.id, n)
-            ),
+            lambda: select(*(w.c[c] for c in HEADER_READ_COLUMNS)).where(_in_list(w.c.id, n)),
         )
 
     def controls_in(self, n: int) -> Statement:
         """Pending control requests of the workflows ``p_in0..p_in{n-1}``."""
-        w = workflows
+        w = self._tables.workflows
         return self._shape(
             ("controls_in", n),
             lambda: select(w.c.id, w.c.control).where(
@@ -476,7 +468,7 @@ class ProviderStatements:
 
     def pointers_in(self, n: int) -> Statement:
         """Pointers of the workflows ``p_in0..p_in{n-1}``, by workflow then creation order."""
-        p = execution_pointers
+        p = self._tables.execution_pointers
         return self._shape(
             ("pointers_in", n),
             lambda: (
@@ -488,7 +480,7 @@ class ProviderStatements:
 
     def delete_pointer_subscriptions(self, n: int) -> Statement:
         """Delete the subscriptions of workflow ``p_workflow_id`` on pointers ``p_in*``."""
-        s = subscriptions
+        s = self._tables.subscriptions
         return self._shape(
             ("delete_pointer_subscriptions", n),
             lambda: delete(s).where(
@@ -502,8 +494,9 @@ class ProviderStatements:
         ties by id descending, with ``newest_first``), paged by ``p_take`` /
         ``p_skip``."""
 
+        w = self._tables.workflows
+
         def build() -> Any:
-            w = workflows
             order = (
                 (w.c.create_time.desc(), w.c.id.desc())
                 if newest_first
@@ -511,7 +504,7 @@ class ProviderStatements:
             )
             return (
                 select(*(w.c[c] for c in HEADER_READ_COLUMNS))
-                .where(*_workflow_filters(filters))
+                .where(*_workflow_filters(w, filters))
                 .order_by(*order)
                 .limit(_b("take"))
                 .offset(_b("skip"))
@@ -522,16 +515,16 @@ class ProviderStatements:
     def count_workflows(self, filters: tuple[str, ...]) -> Statement:
         """The number of workflows matching the named filters (those of
         :meth:`query_workflows`)."""
+        w = self._tables.workflows
         return self._shape(
             ("count", filters),
-            lambda: select(func.count()).select_from(workflows).where(*_workflow_filters(filters)),
+            lambda: select(func.count()).select_from(w).where(*_workflow_filters(w, filters)),
         )
 
 
-def _workflow_filters(filters: tuple[str, ...]) -> list[ColumnElement[bool]]:
-    """The ``WHERE`` conditions of the named ``query_workflows`` filters, bound to
-    ``p_<filter>``."""
-    w = workflows
+def _workflow_filters(w: Table, filters: tuple[str, ...]) -> list[ColumnElement[bool]]:
+    """The ``WHERE`` conditions on workflows table ``w`` of the named
+    ``query_workflows`` filters, bound to ``p_<filter>``."""
     conditions: dict[str, ColumnElement[bool]] = {
         "status": w.c.status == _b("status"),
         "definition_id": w.c.workflow_definition_id == _b("definition_id"),
@@ -547,7 +540,7 @@ class LockStatements:
 
     def __init__(self, driver: SqlDriver) -> None:
         c = driver.compile
-        lk = locks
+        lk = driver.tables.locks
         acquire = driver.insert(lk).values(
             resource=_b("resource"), owner=_b("owner"), expires_at=_b("expires_at")
         )
@@ -577,7 +570,7 @@ class QueueStatements:
 
     def __init__(self, driver: SqlDriver) -> None:
         c = driver.compile
-        q = queue_items
+        q = driver.tables.queue_items
         self.enqueue = c(
             driver.insert(q)
             .values(queue=_b("queue"), item=_b("item"))

@@ -78,7 +78,7 @@ from wfe_core.errors import ProviderUnavailable, WfeError
 from wfe_sql.driver import IntegrityViolation, Op, Row, SqlDriver
 from wfe_sql.group_commit import GroupCommit, Outcome, skip_or_abort
 from wfe_sql.migrations import SchemaVersionError
-from wfe_sql.schema import SCHEMA_VERSION
+from wfe_sql.schema import SCHEMA_VERSION, TABLE_PREFIX
 
 __all__ = ["MEMORY", "MIN_SQLITE", "SqliteDriver", "Synchronous"]
 
@@ -143,8 +143,9 @@ class SqliteDriver(SqlDriver):
         readers: int = 2,
         max_group: int = 64,
         read_only: bool = False,
+        namespace: str | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(namespace=namespace)
         raw = os.fspath(path)
         if not isinstance(raw, str) or not raw:
             raise ValueError(f"a SQLite database path must be a non-empty string, not {path!r}")
@@ -168,6 +169,8 @@ class SqliteDriver(SqlDriver):
         """Whether the file is opened read-only (every write fails)."""
         self.path = raw if self.memory else os.path.abspath(raw)
         self.name = self.path
+        if self.tables.prefix != TABLE_PREFIX:  # another namespace: its own queue signals
+            self.name = f"{self.path} (namespace {self.namespace})"
         self.synchronous = sync
         self.busy_timeout = float(busy_timeout)
         self.max_readers = readers
@@ -369,16 +372,21 @@ class SqliteDriver(SqlDriver):
             return
         if self.schema_ready:
             return
+        version_table = self.tables.schema_version.name
         found = await self.fetchall(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'wfe_schema_version'"
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?", (version_table,)
         )
         if not found:
-            raise ProviderUnavailable(
-                f"SQLite database {self.path} holds no wfe store (no wfe tables), and a "
-                "read-only open does not create them; check the path, or open it for "
-                "writing once (e.g. start a worker on it)"
+            where = (
+                "" if self.tables.prefix == TABLE_PREFIX else f" in namespace {self.namespace!r}"
             )
-        row = await self.fetchone("SELECT max(version) FROM wfe_schema_version")
+            raise ProviderUnavailable(
+                f"SQLite database {self.path} holds no wfe store{where} (no "
+                f"{version_table} table), and a read-only open does not create one; check "
+                "the path and the namespace, or open it for writing once (e.g. start a "
+                "worker on it)"
+            )
+        row = await self.fetchone(f"SELECT max(version) FROM {version_table}")
         stored = int(row[0]) if row is not None and row[0] is not None else 0
         if stored > SCHEMA_VERSION:
             raise SchemaVersionError(

@@ -37,11 +37,27 @@ _MEMORY_CAPABILITIES = frozenset({Capability.SCHEDULED_COMMANDS, Capability.PURG
 
 
 def _driver(
-    source: PathOrDriver, synchronous: Synchronous | str, busy_timeout: float, readers: int
+    source: PathOrDriver,
+    synchronous: Synchronous | str,
+    busy_timeout: float,
+    readers: int,
+    namespace: str | None,
 ) -> SqliteDriver:
     if isinstance(source, SqliteDriver):
+        if namespace is not None and namespace != source.namespace:
+            raise ValueError(
+                f"namespace={namespace!r} was given with a SqliteDriver in namespace "
+                f"{source.namespace!r}: a driver serves one namespace, so give the "
+                "namespace to the driver (or pass a path)"
+            )
         return source
-    return SqliteDriver(source, synchronous=synchronous, busy_timeout=busy_timeout, readers=readers)
+    return SqliteDriver(
+        source,
+        synchronous=synchronous,
+        busy_timeout=busy_timeout,
+        readers=readers,
+        namespace=namespace,
+    )
 
 
 class SqlitePersistenceProvider(SqlPersistenceProvider):
@@ -51,8 +67,10 @@ class SqlitePersistenceProvider(SqlPersistenceProvider):
     power loss; ``"NORMAL"`` is much faster and loses at most the last commits on a power
     loss or OS crash (never on a crash of the process). ``busy_timeout`` (seconds) is how
     long a write waits for another process's write to finish. ``readers`` is how many
-    read connections run in parallel. The other options are
-    :class:`~wfe_sql.SqlPersistenceProvider`'s. Ignored when ``path`` is a driver.
+    read connections run in parallel. ``namespace`` picks whose tables in the file
+    (:mod:`wfe_core.namespaces`; default ``WFE_NAMESPACE``, else ``default``). The other
+    options are :class:`~wfe_sql.SqlPersistenceProvider`'s. The driver options are
+    ignored when ``path`` is a driver (a different ``namespace`` is refused).
 
     Declares ``SCHEDULED_COMMANDS``, ``PURGE`` and, on a database file, ``DURABLE``;
     a ``:memory:`` database is private to its connection, so it is not durable (asking
@@ -72,8 +90,9 @@ class SqlitePersistenceProvider(SqlPersistenceProvider):
         clock: Callable[[], datetime] = utcnow,
         capabilities: Iterable[Capability] | None = None,
         command_lease: float = 60.0,
+        namespace: str | None = None,
     ) -> None:
-        driver = _driver(path, synchronous, busy_timeout, readers)
+        driver = _driver(path, synchronous, busy_timeout, readers, namespace)
         if driver.memory:
             if capabilities is None:
                 capabilities = _MEMORY_CAPABILITIES
@@ -105,8 +124,9 @@ class SqliteLockProvider(SqlLockProvider):
         *,
         owner_id: str | None = None,
         busy_timeout: float = 5.0,
+        namespace: str | None = None,
     ) -> None:
-        super().__init__(_driver(path, "NORMAL", busy_timeout, 1), owner_id=owner_id)
+        super().__init__(_driver(path, "NORMAL", busy_timeout, 1, namespace), owner_id=owner_id)
 
 
 class SqliteQueueProvider(SqlQueueProvider):
@@ -126,8 +146,11 @@ class SqliteQueueProvider(SqlQueueProvider):
         *,
         poll_interval: float = 0.02,
         busy_timeout: float = 5.0,
+        namespace: str | None = None,
     ) -> None:
-        super().__init__(_driver(path, "NORMAL", busy_timeout, 1), poll_interval=poll_interval)
+        super().__init__(
+            _driver(path, "NORMAL", busy_timeout, 1, namespace), poll_interval=poll_interval
+        )
 
 
 if TYPE_CHECKING:

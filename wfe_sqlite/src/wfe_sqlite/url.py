@@ -8,6 +8,8 @@ URL forms (as SQLAlchemy spells them):
 - ``sqlite+aiosqlite:///...`` -- the same;
 - options in the query string: ``?synchronous=NORMAL&busy_timeout=30`` (keyword
   arguments given to :func:`provider_from_url` win);
+- ``?namespace=staging`` (or ``namespace=`` / ``WFE_NAMESPACE``) picks the namespace
+  (:mod:`wfe_core.namespaces`): its tables, ``wfe_staging__*``, live in the same file;
 - ``?mode=ro`` opens the file read-only (``read_only=True`` as a keyword argument):
   nothing is created, migrated or written, and reads work while another process holds
   the write lock; ``mode=rwc`` (read, write, create) is the default.
@@ -29,7 +31,7 @@ from wfe_sqlite.provider import (
 
 __all__ = ["parse_sqlite_url", "provider_from_url"]
 
-_DRIVER_OPTIONS = {"synchronous": str, "busy_timeout": float, "readers": int}
+_DRIVER_OPTIONS = {"synchronous": str, "busy_timeout": float, "readers": int, "namespace": str}
 _MODES = {"ro": True, "rwc": False}
 _PROVIDER_OPTIONS = {"command_lease": float}
 _QUEUE_OPTIONS = {"poll_interval": float}

@@ -27,14 +27,21 @@ __all__ = ["cli", "main"]
     metavar="URL",
     help="Store URL, e.g. sqlite:///wfe.db, postgresql://user@host/db, memory:// (env: WFE_URL).",
 )
+@click.option(
+    "--namespace",
+    default=None,
+    metavar="NAME",
+    help="Namespace in the store (default: the URL's ?namespace=, else env WFE_NAMESPACE, "
+    "else 'default'); namespaces never see each other's workflows, events or schedules.",
+)
 @click.version_option(package_name="wfe-core", prog_name="wfe")
 @click.pass_context
-def cli(ctx: click.Context, url: str) -> None:
+def cli(ctx: click.Context, url: str, namespace: str | None) -> None:
     """wfe: durable, event-driven workflows.
 
     Run workers, start and inspect workflows, publish events. Try `wfe demo`.
     """
-    ctx.obj = Settings(url=url)
+    ctx.obj = Settings(url=url, namespace=namespace)
 
 
 for _command in (worker, start, publish, show, list_, suspend, resume, terminate, purge, demo):

@@ -61,6 +61,16 @@ class Settings:
     """What the ``wfe`` group was given."""
 
     url: str
+    namespace: str | None = None
+    """``--namespace`` (None: the URL's ``?namespace=``, else ``WFE_NAMESPACE``, else
+    ``default``, resolved by the store)."""
+
+
+def namespace_option() -> str | None:
+    """The group's ``--namespace``, or None when it was not given."""
+    ctx = click.get_current_context(silent=True)
+    settings = ctx.find_object(Settings) if ctx is not None else None
+    return settings.namespace if settings is not None else None
 
 
 def store_url(url: str | None) -> str:

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from wfe_core.cli.app import apply_app
-from wfe_core.cli.options import SERVICE_OPTIONS, Services
+from wfe_core.cli.options import SERVICE_OPTIONS, Services, namespace_option
 from wfe_core.client import WorkflowClient
 from wfe_core.definition import WorkflowDefinition
 from wfe_core.errors import (
@@ -97,6 +97,9 @@ def _open(
 ) -> _C:
     services = services or Services()
     extra: dict[str, Any] = {"read_only": True} if read_only else {}
+    namespace = namespace_option()
+    if namespace is not None:
+        extra["namespace"] = namespace
     try:
         return kind.from_url(
             url,
@@ -114,6 +117,8 @@ def _open(
                 redact_url(value) in message or f"provides no {role} provider" in message
             ):
                 hint = flag
+        if namespace is not None and "namespace" in message:
+            hint = "--namespace"
         raise click.BadParameter(message, param_hint=hint) from exc
     except WfeError as exc:
         raise click.ClickException(f"cannot open the store {redact_url(url)}: {exc}") from exc

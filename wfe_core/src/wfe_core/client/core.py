@@ -15,7 +15,8 @@ import socket
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
+from urllib.parse import parse_qs, urlsplit
 
 from wfe_core.builder import WorkflowBuilder
 from wfe_core.capabilities import Capability
@@ -51,6 +52,7 @@ from wfe_core.models import (
     new_id,
     utcnow,
 )
+from wfe_core.namespaces import DEFAULT_NAMESPACE
 from wfe_core.options import HostOptions, MiddlewarePhase, WorkflowMiddleware
 from wfe_core.persistence import PersistenceProvider, check_key
 from wfe_core.primitives import (
@@ -62,7 +64,11 @@ from wfe_core.primitives import (
 from wfe_core.queues import InProcessQueueProvider, QueueProvider
 from wfe_core.serialization import Serializer, default_serializer
 from wfe_core.steps import WorkflowDefinition, WorkflowRegistry
+from wfe_core.telemetry import Instrumentation
 from wfe_core.workflow import Workflow
+
+if TYPE_CHECKING:
+    from wfe_core.registry import StoreComponents
 
 __all__ = ["ClientCore", "workflow_lock"]
 
@@ -99,6 +105,9 @@ class ClientCore:
         self.lifecycle = lifecycle or InProcessLifecyclePublisher()
         self.serializer = serializer or default_serializer
         self.serializer.register(ActivityResult, WorkflowEnded)
+        self.instrumentation: Instrumentation | None = None
+        """Hooks around passes and steps (:mod:`wfe_core.telemetry`; e.g. ``wfe_otel``),
+        or None: off, costing nothing. Set it before the host starts."""
         self.registry = WorkflowRegistry()
         self._workflow_middleware: dict[MiddlewarePhase, list[WorkflowMiddleware]] = {
             phase: [] for phase in MiddlewarePhase
@@ -127,8 +136,12 @@ class ClientCore:
         ``wfe.providers`` entry points, with that store's own lock and queue providers
         where it has them (so several processes on one store cooperate). ``lock_url``,
         ``queue_url`` and ``lifecycle_url`` take the lock, queue or lifecycle
-        publisher from another service (e.g. ``redis://``). It closes what it opened
-        when it is closed (a host: when it stops)."""
+        publisher from another service (e.g. ``redis://``), opened in the store's
+        namespace (:mod:`wfe_core.namespaces`: ``namespace=`` here, else the URL's
+        ``?namespace=``, else ``WFE_NAMESPACE``) so that hosts of different namespaces
+        sharing one Redis never take each other's work; another URL naming a different
+        namespace is refused. It closes what it opened when it is closed (a host: when
+        it stops)."""
         from wfe_core.registry import open_store
 
         store = open_store(url, **provider_options)
@@ -149,7 +162,7 @@ class ClientCore:
         ):
             if other_url is None:
                 continue
-            other = open_store(other_url)
+            other = open_store(other_url, namespace=_service_namespace(store, role, other_url))
             provided = {
                 "lock": other.lock_provider,
                 "queue": other.queue_provider,
@@ -509,3 +522,17 @@ class ClientCore:
     def _deliver_here(self, event: Event) -> None:
         """Deliver ``event`` in this process (only called after a local slot was taken)."""
         raise NotImplementedError  # pragma: no cover - a client takes no slot
+
+
+def _service_namespace(store: StoreComponents, role: str, url: str) -> str:
+    """The namespace to open the ``role`` service at ``url`` in: the store's; a
+    ``?namespace=`` in ``url`` naming another one is a ``ValueError``."""
+    namespace: str = getattr(store.persistence, "namespace", DEFAULT_NAMESPACE)
+    named = parse_qs(urlsplit(url).query).get("namespace")
+    if named and named[-1] != namespace:
+        raise ValueError(
+            f"the {role} service URL names namespace {named[-1]!r} but the store is in "
+            f"namespace {namespace!r}: a host's services must share its namespace, so "
+            "drop ?namespace= from that URL (it follows the store's)"
+        )
+    return namespace

@@ -46,6 +46,7 @@ class SqlRepositoryBase(ProviderBase, RowCodec):
         super().__init__(capabilities=capabilities)
         self.check_positive(command_lease, "command_lease")
         self.driver = driver
+        self.namespace = driver.namespace
         self._init_codec(serializer if serializer is not None else default_serializer)
         self._clock = clock
         self._lease = timedelta(seconds=command_lease)

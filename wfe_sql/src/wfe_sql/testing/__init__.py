@@ -24,7 +24,9 @@ The parts (each usable alone):
 - :class:`MigrationSuite` -- creation, upgrades, refusals, concurrent migrations;
 - :class:`RoundTripSuite` -- statements per checkpoint; values through a reopened store;
 - :class:`DurabilitySettingsSuite` -- ``DURABLE``; lock and queue writes never weaken
-  checkpoints.
+  checkpoints;
+- :class:`NamespaceSuite` -- each namespace's tables, indexes and schema version are its
+  own, created and migrated on their own.
 
 This module needs pytest and anyio (``pip install wfe-sql[testing]``) and is not
 imported by :mod:`wfe_sql`. Call ``pytest.register_assert_rewrite("wfe_sql.testing")``
@@ -35,6 +37,7 @@ from wfe_sql.testing.base import DialectSuiteBase
 from wfe_sql.testing.durability import DurabilitySettingsSuite
 from wfe_sql.testing.group_commit import GroupCommitSuite
 from wfe_sql.testing.migrations import MigrationSuite
+from wfe_sql.testing.namespaces import NamespaceSuite
 from wfe_sql.testing.round_trips import RoundTripSuite
 from wfe_sql.testing.store import (
     DialectStore,
@@ -50,6 +53,7 @@ __all__ = [
     "DurabilitySettingsSuite",
     "GroupCommitSuite",
     "MigrationSuite",
+    "NamespaceSuite",
     "RoundTripSuite",
     "SqlDialectSuite",
     "change",
@@ -59,5 +63,7 @@ __all__ = [
 ]
 
 
-class SqlDialectSuite(GroupCommitSuite, MigrationSuite, RoundTripSuite, DurabilitySettingsSuite):
+class SqlDialectSuite(
+    GroupCommitSuite, MigrationSuite, RoundTripSuite, DurabilitySettingsSuite, NamespaceSuite
+):
     """Every part of the dialect suite (see the module docstring)."""

@@ -1,0 +1,1 @@
+"""wfe-dashboard: a web dashboard for wfe stores."""

@@ -1,0 +1,1 @@
+"""wfe-otel: OpenTelemetry traces and metrics, Prometheus /metrics and health checks."""
