@@ -311,6 +311,26 @@ class EventRepositoryTests(SuiteBase):
         assert (await provider.get_event(plain.id)).set_aside is None
         assert await provider.get_runnable_events(FAR_FUTURE) == [plain.id]
 
+    async def test_event_headers_round_trip(self, provider: PersistenceProvider) -> None:
+        """Propagation headers (e.g. a W3C traceparent) come back as given, as a copy;
+        an event without headers comes back with none; non-text headers are refused."""
+        headers = {
+            "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+            "tracestate": "vendor=value,other=ünïcode",
+        }
+        traced = await _create(provider, headers=dict(headers))
+        plain = await _create(provider, headers={})
+        stored = await provider.get_event(traced.id)
+        assert stored.headers == headers
+        stored.headers["traceparent"] = "changed"
+        assert (await provider.get_event(traced.id)).headers == headers
+        assert (await provider.get_event(plain.id)).headers == {}
+        given = f"evt-{new_id()}"
+        with pytest.raises(TypeError, match="headers"):
+            await provider.create_event(make_event(id=given, headers={"n": 1}))
+        with pytest.raises(EventNotFound):
+            await provider.get_event(given)
+
     # --- naive datetimes --------------------------------------------------------------
 
     async def test_event_naive_datetimes_refused(self, provider: PersistenceProvider) -> None:

@@ -306,6 +306,7 @@ def make_event(**overrides: Any) -> Event:
         "event_time": BASE_TIME - timedelta(minutes=1, microseconds=17),
         "id": "",
         "is_processed": False,
+        "headers": {"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
     }
     values.update(overrides)
     return Event(**values)

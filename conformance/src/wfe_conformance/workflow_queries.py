@@ -197,6 +197,36 @@ class WorkflowQueryTests(SuiteBase):
         await create_sample(provider, reference=None)
         assert [i.id for i in await provider.query_workflows(reference=ref)] == [hit.id]
 
+    async def test_query_by_idempotency_key(self, provider: PersistenceProvider) -> None:
+        """query_workflows / count_workflows(idempotency_key=...) match the key exactly,
+        alone (across definitions) and with ``definition_id`` (one instance at most)."""
+        key = f"key-{new_id()}"
+        first, second = f"def-{new_id()}", f"def-{new_id()}"
+        hit = await create_sample(
+            provider, workflow_definition_id=first, idempotency_key=key, create_time=BASE_TIME
+        )
+        other = await create_sample(
+            provider,
+            workflow_definition_id=second,
+            idempotency_key=key,
+            create_time=BASE_TIME + timedelta(seconds=1),
+        )
+        await create_sample(provider, workflow_definition_id=first, idempotency_key=key + "x")
+        await create_sample(provider, workflow_definition_id=first, idempotency_key=key.upper())
+        await create_sample(provider, workflow_definition_id=first, idempotency_key=None)
+        got = await provider.query_workflows(definition_id=first, idempotency_key=key)
+        assert [i.id for i in got] == [hit.id]
+        assert got[0].idempotency_key == key
+        assert await provider.count_workflows(definition_id=first, idempotency_key=key) == 1
+        got = await provider.query_workflows(idempotency_key=key)
+        assert [i.id for i in got] == [hit.id, other.id]
+        assert await provider.count_workflows(idempotency_key=key) == 2
+        got = await provider.query_workflows(idempotency_key=key, newest_first=True)
+        assert [i.id for i in got] == [other.id, hit.id]
+        missing = f"none-{new_id()}"
+        assert await provider.query_workflows(idempotency_key=missing) == []
+        assert await provider.count_workflows(definition_id=second, idempotency_key=missing) == 0
+
     async def test_query_by_creation_time_range(self, provider: PersistenceProvider) -> None:
         """created_from is inclusive and created_to exclusive."""
         times = [BASE_TIME + timedelta(seconds=s) for s in (0, 10, 20, 30)]

@@ -15,7 +15,7 @@ workflows, publish events and read instances there.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from wfe_core.lifecycle import LifecyclePublisher
 from wfe_core.models import (
@@ -29,7 +29,9 @@ from wfe_core.models import (
 from wfe_core.options import HostOptions
 from wfe_core.persistence import PersistenceProvider
 from wfe_core.serialization import Serializer
-from wfe_core.telemetry import Instrumentation
+
+if TYPE_CHECKING:
+    from wfe_core.telemetry import Instrumentation
 
 __all__ = ["WorkflowEngine"]
 

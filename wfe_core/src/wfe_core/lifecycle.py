@@ -102,6 +102,12 @@ class InProcessLifecyclePublisher:
                     subscription.handler,
                     event.type,
                     event.workflow_id,
+                    extra={
+                        "workflow_id": event.workflow_id or None,
+                        "definition": event.workflow_definition_id or None,
+                        "step": event.step_name,
+                        "pointer_id": event.execution_pointer_id,
+                    },
                 )
 
     async def start(self) -> None:

@@ -355,6 +355,11 @@ class Event:
     ``set_aside`` is None for an ordinary event; for one that could not be delivered
     because its data cannot be decoded (poison data), it holds the reason, and the event
     counts as processed: later events for the same name and key are delivered past it.
+
+    ``headers`` are propagation headers (e.g. the W3C ``traceparent`` of the trace that
+    published the event, added by an instrumentation such as ``wfe_otel``): text keys and
+    values the engine stores with the event and hands on to the pointer it resumes;
+    empty by default.
     """
 
     event_name: str
@@ -364,6 +369,7 @@ class Event:
     id: str = ""
     is_processed: bool = False
     set_aside: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(eq=True)

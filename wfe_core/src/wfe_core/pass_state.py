@@ -318,11 +318,20 @@ class PassState:
             )
         )
         self._event(LifecycleEventType.WORKFLOW_ERROR, p, message)
+        step = self.steps[p.step_id].display_name if p.step_id < len(self.steps) else p.step_id
         log.warning(
             "workflow %s %s failed: %s",
             self.instance.id,
-            self.steps[p.step_id].display_name if p.step_id < len(self.steps) else p.step_id,
+            step,
             message,
+            extra={
+                "workflow_id": self.instance.id,
+                "definition": self.instance.workflow_definition_id,
+                "step": step,
+                "step_id": p.step_id,
+                "pointer_id": p.id,
+                "attempt": p.retry_count + 1,
+            },
         )
 
     def _retry_policy(self, step: WorkflowStep) -> RetryPolicy | None:

@@ -373,11 +373,14 @@ class WorkflowRepository(Protocol):
         skip: int = 0,
         take: int = 100,
         newest_first: bool = False,
+        idempotency_key: str | None = None,
     ) -> list[WorkflowInstance]:
         """Instances matching every filter given, oldest ``create_time`` first (ties by
         id), skipping ``skip`` and returning at most ``take``. ``created_from`` is
         inclusive, ``created_to`` exclusive. With ``newest_first`` the order is
-        reversed: newest ``create_time`` first, ties by id descending."""
+        reversed: newest ``create_time`` first, ties by id descending.
+        ``idempotency_key`` matches the key an instance was started with (together
+        with ``definition_id`` it is a lookup on the unique key; alone it may scan)."""
         ...
 
     async def count_workflows(
@@ -388,6 +391,7 @@ class WorkflowRepository(Protocol):
         reference: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """How many instances match every filter given: the same filters, with the same
         meaning, as :meth:`query_workflows` (so it equals the length of an unpaged

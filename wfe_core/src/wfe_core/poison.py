@@ -64,7 +64,7 @@ async def set_aside_if_poison(host: WorkflowEngine, event: Event) -> bool:
             f"event {event.id} ({event.event_name!r}, key {event.event_key!r}) was set aside: "
             f"its data cannot be decoded: {reason}"
         )
-        log.warning("%s", message)
+        log.warning("%s", message, extra={"event_id": event.id})
         await host.publish_lifecycle(
             LifecycleEvent(
                 type=LifecycleEventType.EVENT_SET_ASIDE,
@@ -136,9 +136,22 @@ async def suspend_if_undecodable(
         else:
             await host.persistence.persist_workflow(instance, owner=host.owner_id)
     except ConcurrencyError:  # also LeaseLost / ControlPending: the holder decides
-        log.info("workflow %s changed elsewhere while being suspended as undecodable", instance.id)
+        log.info(
+            "workflow %s changed elsewhere while being suspended as undecodable",
+            instance.id,
+            extra={"workflow_id": instance.id, "definition": instance.workflow_definition_id},
+        )
         return True
-    log.warning("workflow %s suspended: %s", instance.id, message)
+    log.warning(
+        "workflow %s suspended: %s",
+        instance.id,
+        message,
+        extra={
+            "workflow_id": instance.id,
+            "definition": instance.workflow_definition_id,
+            "pointer_id": pointer_id,
+        },
+    )
     for kind in (LifecycleEventType.WORKFLOW_ERROR, LifecycleEventType.WORKFLOW_SUSPENDED):
         event = host.lifecycle_event(kind, instance)
         event.message = message

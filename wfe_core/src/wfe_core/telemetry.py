@@ -13,30 +13,72 @@ calls :meth:`Instrumentation.workflow_pass` around every pass and
 :meth:`Instrumentation.step` around every step it runs; the step's
 :class:`StepObservation` says how it ended before the scope closes. Without one (the
 default) the engine makes no call at all: instrumentation that is off costs nothing.
+
+**Propagation.** An instrumentation may also implement the optional
+:class:`EventPropagation` hook: the client then asks it for headers to store with every
+event it publishes (:attr:`wfe_core.models.Event.headers`, e.g. the W3C
+``traceparent``), and the host hands those headers on to the pointer the event resumes
+(:data:`EVENT_CONTEXT_ATTRIBUTE`), where the step's instrumentation finds them. An
+instrumentation stores the trace context a workflow was started in under
+:data:`TRACE_CONTEXT_ATTRIBUTE` on its first pointer (no schema change: pointer
+``extension_attributes`` are stored by every store).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from wfe_core.models import ExecutionPointer, WorkflowInstance
-    from wfe_core.steps import WorkflowStep
+    from wfe_core.models import Event, ExecutionPointer, WorkflowInstance
 
 __all__ = [
+    "EVENT_CONTEXT_ATTRIBUTE",
+    "TRACE_CONTEXT_ATTRIBUTE",
+    "EventPropagation",
     "Instrumentation",
+    "StepInfo",
     "StepObservation",
     "current_ids",
+    "decode_headers",
+    "encode_headers",
+    "event_headers",
+    "note_delivered_event",
     "pass_ids",
     "step_ids",
 ]
 
+TRACE_CONTEXT_ATTRIBUTE = "wfe.trace_context"
+"""Extension attribute on an instance's first pointer: the propagation headers (a
+``dict[str, str]``, e.g. ``traceparent``) of the trace the instance was started in, set
+by an instrumentation when it is started."""
+
+EVENT_CONTEXT_ATTRIBUTE = "wfe.event_context"
+"""Extension attribute on a pointer resumed by an event that carried headers:
+``{"headers": {...}, "event_id": ..., "event_time": <ISO 8601>}`` (see
+:func:`note_delivered_event`)."""
+
 _pass: ContextVar[tuple[str, str, int] | None] = ContextVar("wfe_pass", default=None)
 _step: ContextVar[tuple[str, int, str, int] | None] = ContextVar("wfe_step", default=None)
+
+
+class StepInfo(Protocol):
+    """What the hooks read of a step (a :class:`wfe_core.steps.WorkflowStep`; typed
+    structurally so that this module needs nothing of the step types)."""
+
+    @property
+    def id(self) -> int:
+        """The step's id in its definition."""
+        ...
+
+    @property
+    def display_name(self) -> str:
+        """The step's name for people (``"step 2 (charge)"``)."""
+        ...
 
 
 def current_ids() -> dict[str, Any]:
@@ -64,7 +106,7 @@ def pass_ids(instance: WorkflowInstance) -> Iterator[None]:
 
 
 @contextmanager
-def step_ids(step: WorkflowStep, pointer: ExecutionPointer) -> Iterator[None]:
+def step_ids(step: StepInfo, pointer: ExecutionPointer) -> Iterator[None]:
     """Make the step's ids the current ones (:func:`current_ids`) inside."""
     token = _step.set((step.display_name, step.id, pointer.id, pointer.retry_count + 1))
     try:
@@ -101,10 +143,86 @@ class Instrumentation(Protocol):
     def step(
         self,
         instance: WorkflowInstance,
-        step: WorkflowStep,
+        step: StepInfo,
         pointer: ExecutionPointer,
         observation: StepObservation,
     ) -> AbstractContextManager[object]:
         """A scope around one run of ``step`` on ``pointer``; ``observation`` is filled
         in before it closes."""
         ...
+
+
+@runtime_checkable
+class EventPropagation(Protocol):
+    """The optional hook of an :class:`Instrumentation` that propagates context through
+    events: the client calls it when it publishes an event (only when an
+    instrumentation is set) and stores what it returns as the event's ``headers``."""
+
+    def event_headers(self, event_name: str, event_key: str) -> dict[str, str]:
+        """Headers to store with an event being published now (may be empty)."""
+        ...
+
+
+def event_headers(
+    instrumentation: Instrumentation | None, event_name: str, event_key: str
+) -> dict[str, str]:
+    """The headers ``instrumentation`` attaches to an event published now: empty when
+    there is no instrumentation or it has no :class:`EventPropagation` hook; a hook
+    that raises attaches nothing (publishing never fails for it)."""
+    if instrumentation is None:
+        return {}
+    hook = getattr(instrumentation, "event_headers", None)
+    if hook is None:
+        return {}
+    try:
+        found = hook(event_name, event_key)
+    except Exception:
+        return {}
+    return check_headers(found) if found else {}
+
+
+def check_headers(headers: object) -> dict[str, str]:
+    """``headers`` checked: a mapping of text to text (a copy); anything else is a
+    ``TypeError`` naming the problem."""
+    if not isinstance(headers, Mapping):
+        raise TypeError(f"event headers must be a dict of str to str, not {type(headers).__name__}")
+    checked: dict[str, str] = {}
+    for key, value in headers.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError(
+                f"event headers must be a dict of str to str; {key!r}: {value!r} is not"
+            )
+        checked[key] = value
+    return checked
+
+
+def encode_headers(headers: object) -> str | None:
+    """Event headers as a store keeps them in a text column: JSON, or None when empty."""
+    checked = check_headers(headers)
+    if not checked:
+        return None
+    return json.dumps(checked, ensure_ascii=False, sort_keys=True)
+
+
+def decode_headers(text: str | None) -> dict[str, str]:
+    """The headers :func:`encode_headers` wrote (empty for None)."""
+    if not text:
+        return {}
+    return check_headers(json.loads(text))
+
+
+def note_delivered_event(pointer: ExecutionPointer, event: Event) -> None:
+    """Hand an event's headers on to the pointer it resumes (under
+    :data:`EVENT_CONTEXT_ATTRIBUTE`, with the event's id and time), so the step's
+    instrumentation can link to the publisher's trace and measure the delivery
+    latency. An event without headers leaves the pointer as it is."""
+    if not event.headers:
+        return
+    pointer.extension_attributes = {
+        **pointer.extension_attributes,
+        EVENT_CONTEXT_ATTRIBUTE: {
+            "headers": dict(event.headers),
+            "event_id": event.id,
+            "event_time": event.event_time.isoformat(),
+        },
+    }

@@ -66,6 +66,7 @@ from wfe_core.persistence import check_non_negative as _non_negative
 from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import id_list as _id_list
 from wfe_core.serialization import JSONValue, Serializer, default_serializer
+from wfe_core.telemetry import check_headers
 
 from wfe_memory.schedules import MemoryScheduleStore
 
@@ -585,12 +586,15 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
         skip: int = 0,
         take: int = 100,
         newest_first: bool = False,
+        idempotency_key: str | None = None,
     ) -> list[WorkflowInstance]:
         """Matching instances, oldest ``create_time`` first (ties by id), paged;
         ``newest_first`` reverses the order."""
         _non_negative(skip, "skip")
         _non_negative(take, "take")
-        matches = await self._matching(status, definition_id, reference, created_from, created_to)
+        matches = await self._matching(
+            status, definition_id, reference, created_from, created_to, idempotency_key
+        )
         matches.sort(key=lambda s: (s.header.create_time, s.header.id), reverse=newest_first)
         return [self._load(s) for s in matches[skip : skip + take]]
 
@@ -602,9 +606,14 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
         reference: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """How many instances match the filters of :meth:`query_workflows`."""
-        return len(await self._matching(status, definition_id, reference, created_from, created_to))
+        return len(
+            await self._matching(
+                status, definition_id, reference, created_from, created_to, idempotency_key
+            )
+        )
 
     async def _matching(
         self,
@@ -613,6 +622,7 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
         reference: str | None,
         created_from: datetime | None,
         created_to: datetime | None,
+        idempotency_key: str | None = None,
     ) -> list[_StoredInstance]:
         """The stored instances matching every filter given (unordered)."""
         _check_aware(created_from, "created_from")
@@ -626,6 +636,8 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
             if definition_id is not None and h.workflow_definition_id != definition_id:
                 continue
             if reference is not None and h.reference != reference:
+                continue
+            if idempotency_key is not None and h.idempotency_key != idempotency_key:
                 continue
             if created_from is not None and h.create_time < created_from:
                 continue
@@ -846,6 +858,7 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
             id=event.id,
             is_processed=event.is_processed,
             set_aside=event.set_aside,
+            headers=dict(event.headers),
         )
 
     async def create_event(self, event: Event) -> str:
@@ -865,6 +878,7 @@ class MemoryPersistenceProvider(MemoryScheduleStore):
             id=event_id,
             is_processed=bool(event.is_processed) or event.set_aside is not None,
             set_aside=self.check_reason(event.set_aside) if event.set_aside is not None else None,
+            headers=check_headers(event.headers),
         )
         self._events[event_id] = _StoredEvent(stored, next(self._seq))
         self._events_by_topic.setdefault((stored.event_name, stored.event_key), {})[event_id] = None

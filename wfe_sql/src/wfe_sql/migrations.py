@@ -125,6 +125,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(4, "schedules (the wfe_schedules table)", _create_tables("schedules")),
+    Migration(5, "event propagation headers (events.headers)", _add_columns(("events", "headers"))),
 )
 """The upgrade steps of existing stores, oldest first."""
 

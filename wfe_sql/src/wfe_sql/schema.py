@@ -66,7 +66,7 @@ __all__ = [
     "workflows",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The schema version this code creates and understands."""
 
 TABLE_PREFIX = "wfe_"
@@ -262,6 +262,8 @@ def tables_for(namespace: str = DEFAULT_NAMESPACE) -> SqlTables:
         Column("is_processed", Boolean(create_constraint=False), nullable=False),
         # Version 2: why the event was set aside (poison data), or NULL.
         Column("set_aside", Text),
+        # Version 5: propagation headers (JSON text, e.g. a traceparent), or NULL.
+        Column("headers", Text),
     )
     # Published events; ``seq`` orders events with equal times by insertion.
 

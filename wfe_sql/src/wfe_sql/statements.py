@@ -75,8 +75,9 @@ SUBSCRIPTION_COLUMNS: tuple[str, ...] = tuple(c.key for c in subscriptions.c if 
 """The subscription columns, in ``SELECT`` order."""
 
 EVENT_COLUMNS: tuple[str, ...] = tuple(c.key for c in events.c if c.key != "seq")
-"""The event columns, in ``SELECT`` order (``set_aside`` last: the reason an event whose
-data cannot be decoded was set aside, or NULL)."""
+"""The event columns, in ``SELECT`` order (``set_aside``: the reason an event whose
+data cannot be decoded was set aside, or NULL; ``headers`` last: its propagation
+headers as JSON text, or NULL)."""
 
 ERROR_COLUMNS: tuple[str, ...] = tuple(c.key for c in execution_errors.c if c.key != "seq")
 """The execution-error columns, in ``SELECT`` order."""
@@ -531,6 +532,7 @@ def _workflow_filters(w: Table, filters: tuple[str, ...]) -> list[ColumnElement[
         "reference": w.c.reference == _b("reference"),
         "created_from": w.c.create_time >= _b("created_from"),
         "created_to": w.c.create_time < _b("created_to"),
+        "idempotency_key": w.c.idempotency_key == _b("idempotency_key"),
     }
     return [conditions[f] for f in filters]
 

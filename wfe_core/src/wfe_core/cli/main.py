@@ -7,6 +7,7 @@ from typing import NoReturn
 import click
 
 from wfe_core.cli.control import purge, resume, suspend, terminate
+from wfe_core.cli.dashboard import dashboard
 from wfe_core.cli.demo import demo
 from wfe_core.cli.events import publish
 from wfe_core.cli.options import DEFAULT_URL, Settings
@@ -47,6 +48,7 @@ def cli(ctx: click.Context, url: str, namespace: str | None) -> None:
 for _command in (worker, start, publish, show, list_, suspend, resume, terminate, purge, demo):
     cli.add_command(_command)
 cli.add_command(schedule)
+cli.add_command(dashboard)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

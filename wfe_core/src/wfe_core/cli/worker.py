@@ -34,6 +34,7 @@ from wfe_core.cli.options import (
 from wfe_core.cli.session import open_worker
 from wfe_core.errors import WfeError
 from wfe_core.host import HostOptions
+from wfe_core.logs import configure_logging
 from wfe_core.models import LifecycleEvent, LifecycleEventType
 from wfe_core.registry import redact_url, url_scheme
 from wfe_core.shutdown import run_until_signalled
@@ -74,7 +75,41 @@ __all__ = ["worker"]
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="warning",
     show_default=True,
-    help="Level of wfe's own log (stderr).",
+    help="Level of the log on stderr: wfe's records and your steps'.",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"], case_sensitive=False),
+    default="text",
+    show_default=True,
+    envvar="WFE_LOG_FORMAT",
+    help="Log records as text or as one JSON object per line, each with its workflow_id, "
+    "definition, step and pointer_id (json also prints the worker's own lines as --json). "
+    "Env: WFE_LOG_FORMAT.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    envvar="WFE_METRICS_PORT",
+    help="Serve /metrics (Prometheus), /healthz and /readyz on this port (0: any free "
+    "port; the URL is printed). Needs wfe-otel. Env: WFE_METRICS_PORT.",
+)
+@click.option(
+    "--metrics-host",
+    default="127.0.0.1",
+    show_default=True,
+    envvar="WFE_METRICS_HOST",
+    help="Address the metrics server binds to. Env: WFE_METRICS_HOST.",
+)
+@click.option(
+    "--otel",
+    is_flag=True,
+    default=False,
+    envvar="WFE_OTEL",
+    help="Trace passes and steps with OpenTelemetry, exporting as the OTEL_* environment "
+    "says (OTEL_TRACES_EXPORTER=otlp|console|none, OTEL_EXPORTER_OTLP_ENDPOINT, "
+    "OTEL_SERVICE_NAME). Needs wfe-otel. Env: WFE_OTEL=1.",
 )
 @json_option
 def worker(
@@ -86,6 +121,10 @@ def worker(
     stop_timeout: float | None,
     steps: bool,
     log_level: str,
+    log_format: str,
+    metrics_port: int | None,
+    metrics_host: str,
+    otel: bool,
     as_json: bool,
 ) -> None:
     """Run a worker: a host running the workflows of --app until Ctrl-C or SIGTERM.
@@ -108,22 +147,24 @@ def worker(
         fields["poll_interval"] = poll_interval
     if stop_timeout is not None:
         fields["stop_timeout"] = stop_timeout
-    _setup_logging(log_level)
-    log = _WorkerLog(as_json, steps)
+    _setup_logging(log_level, log_format.lower())
+    log = _WorkerLog(as_json or log_format.lower() == "json", steps)
     try:
         options = HostOptions(**fields)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    run(_worker(store, spec, services, options, log))
+    run(_worker(store, spec, services, options, log, (metrics_port, metrics_host, otel)))
 
 
-def _setup_logging(level: str) -> None:
-    logger = logging.getLogger("wfe")
-    logger.setLevel(level.upper())
-    if not any(isinstance(h, RichHandler) for h in logger.handlers):
-        handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
-        logger.addHandler(handler)
-        logger.propagate = False
+def _setup_logging(level: str, log_format: str) -> None:
+    """Records of every logger to stderr (:func:`wfe_core.logs.configure_logging`):
+    rich's text with the ids appended, or JSON lines."""
+    if log_format == "json":
+        configure_logging("json", level)
+        return
+    handler = RichHandler(console=Console(stderr=True), show_path=False, rich_tracebacks=False)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    configure_logging("text", level, handler=handler)
 
 
 class _WorkerLog:
@@ -202,6 +243,7 @@ async def _worker(
     services: Services,
     options: HostOptions,
     log: _WorkerLog,
+    telemetry: tuple[int | None, str, bool] = (None, "127.0.0.1", False),
 ) -> None:
     host, definitions = await open_worker(url, spec, services, options)
     host.on_lifecycle_event(log.handle)
@@ -235,6 +277,7 @@ async def _worker(
             status = 128 + sig.value
             log.info("worker_forced", f"{sig.name} again", signal=sig.name, exit_status=status)
 
+    telemetry_scope = await _telemetry(host, *telemetry, log)
     try:
         await run_until_signalled(
             host, on_started=started, on_stopping=stopping, on_forced=forced, label="wfe worker"
@@ -245,4 +288,42 @@ async def _worker(
         with contextlib.suppress(Exception):
             await host.persistence.close()
         raise click.ClickException(f"cannot start the worker on {redact_url(url)}: {exc}") from exc
+    finally:
+        await telemetry_scope.aclose()
     log.info("worker_stopped", "worker stopped")
+
+
+async def _telemetry(
+    host: Any, metrics_port: int | None, metrics_host: str, otel: bool, log: _WorkerLog
+) -> contextlib.AsyncExitStack:
+    """``--metrics-port`` / ``--otel``: instrument ``host`` with wfe-otel (imported only
+    then) and serve its metrics; close the returned stack to undo it."""
+    stack = contextlib.AsyncExitStack()
+    if metrics_port is None and not otel:
+        return stack
+    try:
+        from wfe_otel.worker import worker_telemetry
+    except ImportError as exc:
+        with contextlib.suppress(Exception):
+            await host.persistence.close()
+        raise click.ClickException(
+            f"--metrics-port and --otel need the wfe-otel package ({exc}): pip install wfe-otel"
+        ) from exc
+    try:
+        server = await stack.enter_async_context(
+            worker_telemetry(
+                host, metrics_port=metrics_port, metrics_host=metrics_host, tracing=otel
+            )
+        )
+    except (OSError, RuntimeError) as exc:
+        with contextlib.suppress(Exception):
+            await host.persistence.close()
+        raise click.ClickException(str(exc)) from exc
+    if server is not None:
+        log.info(
+            "metrics_serving",
+            f"metrics on {server.url}/metrics (health: {server.url}/healthz, /readyz)",
+            url=server.url,
+            port=server.port,
+        )
+    return stack

@@ -164,6 +164,7 @@ class ControllingClient(ClientCore):
                 "workflow %s is held elsewhere; the %s request is recorded for its holder",
                 workflow_id,
                 action,
+                extra={"workflow_id": workflow_id},
             )
             return True
         finally:
@@ -207,7 +208,12 @@ class ControllingClient(ClientCore):
         instance.control_request = None
         if kind is None:
             return False
-        log.info("workflow %s: %s applied", workflow_id, action)
+        log.info(
+            "workflow %s: %s applied",
+            workflow_id,
+            action,
+            extra={"workflow_id": workflow_id, "definition": instance.workflow_definition_id},
+        )
         await self.publish_lifecycle(self.lifecycle_event(kind, instance))
         if action == "terminate":
             await self.persistence.terminate_subscriptions(workflow_id)

@@ -39,6 +39,7 @@ from wfe_core.errors import (
 from wfe_core.executor import StepMiddleware
 from wfe_core.lifecycle import InProcessLifecyclePublisher, LifecycleHandler, LifecyclePublisher
 from wfe_core.locks import DistributedLockProvider, InProcessLockProvider, shared_lock_table
+from wfe_core.logs import queued_ids
 from wfe_core.models import (
     Event,
     EventSubscription,
@@ -64,7 +65,7 @@ from wfe_core.primitives import (
 from wfe_core.queues import InProcessQueueProvider, QueueProvider
 from wfe_core.serialization import Serializer, default_serializer
 from wfe_core.steps import WorkflowDefinition, WorkflowRegistry
-from wfe_core.telemetry import Instrumentation
+from wfe_core.telemetry import Instrumentation, event_headers
 from wfe_core.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -292,7 +293,11 @@ class ClientCore:
         try:
             await self.lifecycle.publish(event)
         except Exception:
-            log.exception("publishing lifecycle event %s failed", event.type.value)
+            log.exception(
+                "publishing lifecycle event %s failed",
+                event.type.value,
+                extra={"workflow_id": event.workflow_id or None},
+            )
 
     async def _run_workflow_middleware(
         self, phase: MiddlewarePhase, instance: WorkflowInstance
@@ -305,7 +310,15 @@ class ClientCore:
             except Exception:
                 if phase is MiddlewarePhase.PRE_WORKFLOW:
                     raise
-                log.exception("%s middleware failed for workflow %s", phase.value, instance.id)
+                log.exception(
+                    "%s middleware failed for workflow %s",
+                    phase.value,
+                    instance.id,
+                    extra={
+                        "workflow_id": instance.id,
+                        "definition": instance.workflow_definition_id,
+                    },
+                )
 
     async def workflow_ended(self, instance: WorkflowInstance, status: WorkflowStatus) -> None:
         """After the write that ended ``instance``: post-workflow middleware, waiters
@@ -390,7 +403,11 @@ class ClientCore:
             await self.queue_provider.queue_work(item, queue)
         except Exception as exc:
             log.warning(
-                "could not queue %s %s (%s); the poller will pick it up", queue.value, item, exc
+                "could not queue %s %s (%s); the poller will pick it up",
+                queue.value,
+                item,
+                exc,
+                extra=queued_ids(queue, item),
             )
 
     def _wake_at(self, queue: QueueType, item: str, when: datetime) -> None:
@@ -410,7 +427,12 @@ class ClientCore:
         try:
             await self.persistence.release_workflow(workflow_id, self.owner_id)
         except Exception as exc:  # the lease runs out by itself
-            log.warning("releasing the claim on workflow %s failed: %s", workflow_id, exc)
+            log.warning(
+                "releasing the claim on workflow %s failed: %s",
+                workflow_id,
+                exc,
+                extra={"workflow_id": workflow_id},
+            )
 
     # ------------------------------------------------------------------ new instances, events
     def _new_instance(
@@ -489,6 +511,8 @@ class ClientCore:
             event_time=effective_date or now,
             id=event_id or new_id(),
         )
+        if self.instrumentation is not None:  # e.g. the publisher's trace context
+            event.headers = event_headers(self.instrumentation, name, key)
         local = event.event_time <= now and await self._local_event_slot()
         try:
             await self.persistence.create_event(event)

@@ -73,6 +73,7 @@ class ReadingClient(ActivityClient):
         skip: int = 0,
         take: int = 100,
         newest_first: bool = False,
+        idempotency_key: str | None = None,
     ) -> list[WorkflowInstance]:
         """Instances matching every filter given (see
         ``WorkflowRepository.query_workflows``)."""
@@ -85,6 +86,7 @@ class ReadingClient(ActivityClient):
             skip=skip,
             take=take,
             newest_first=newest_first,
+            idempotency_key=idempotency_key,
         )
 
     async def count_workflows(
@@ -95,6 +97,7 @@ class ReadingClient(ActivityClient):
         reference: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """How many instances match every filter given (as :meth:`query_workflows`)."""
         return await self.persistence.count_workflows(
@@ -103,4 +106,5 @@ class ReadingClient(ActivityClient):
             reference=reference,
             created_from=created_from,
             created_to=created_to,
+            idempotency_key=idempotency_key,
         )

@@ -26,6 +26,7 @@ from wfe_core.models import (
 from wfe_core.poison import set_aside_if_poison
 from wfe_core.primitives import ACTIVITY_EVENT, ActivityResult
 from wfe_core.retry import Backoff
+from wfe_core.telemetry import note_delivered_event
 
 __all__ = ["EventDelivery"]
 
@@ -51,7 +52,11 @@ class EventDelivery:
         if not await client.lock_provider.acquire_lock(lock_name, client.options.lock_ttl):
             # someone else is delivering it; look again soon in case they finished
             # just before a new subscription asked for it again
-            log.debug("event %s is locked elsewhere; looking again soon", event_id)
+            log.debug(
+                "event %s is locked elsewhere; looking again soon",
+                event_id,
+                extra={"event_id": event_id},
+            )
             self.dispatcher.wake_at(
                 QueueType.EVENT, event_id, utcnow() + timedelta(milliseconds=50)
             )
@@ -138,7 +143,12 @@ class EventDelivery:
                         # as-of time. An older one may still read "processed" (handled
                         # before this subscription existed) when the subscription's
                         # catch-up has not reopened it yet: reopen it here.
-                        log.debug("event %s waits for the older event %s", event.id, other_id)
+                        log.debug(
+                            "event %s waits for the older event %s",
+                            event.id,
+                            other_id,
+                            extra={"event_id": event.id, "workflow_id": sub.workflow_id},
+                        )
                         if other.is_processed:
                             await persistence.mark_event_unprocessed(other_id)
                         await client._hint(other_id, QueueType.EVENT)
@@ -146,7 +156,12 @@ class EventDelivery:
         wid = sub.workflow_id
         lock_name = workflow_lock(wid)
         if not await self._acquire(lock_name):
-            log.debug("event %s: workflow %s stays locked; trying again later", event.id, wid)
+            log.debug(
+                "event %s: workflow %s stays locked; trying again later",
+                event.id,
+                wid,
+                extra={"event_id": event.id, "workflow_id": wid},
+            )
             return False
         try:
             claimed = await client._claim(wid)
@@ -158,7 +173,10 @@ class EventDelivery:
         if not claimed:
             await client.lock_provider.release_lock(lock_name)
             log.debug(
-                "event %s: workflow %s is claimed elsewhere; trying again later", event.id, wid
+                "event %s: workflow %s is claimed elsewhere; trying again later",
+                event.id,
+                wid,
+                extra={"event_id": event.id, "workflow_id": wid},
             )
             return False
         handed = False  # the claim, the lock and the saved instance went to a local pass
@@ -178,6 +196,7 @@ class EventDelivery:
                 ):
                     p.event_data = event.event_data
                     p.event_published = True
+                    note_delivered_event(p, event)  # its headers (trace context), if any
                     p.active = True
                     p.sleep_until = None
                     instance.next_execution = utcnow()
@@ -187,6 +206,19 @@ class EventDelivery:
                     except ControlPending as pending:
                         # delivered, and the pending request applied, in one write
                         await client._apply_control(instance, pending.action or "")
+                    log.debug(
+                        "event %s (%r) delivered to workflow %s",
+                        event.id,
+                        event.event_name,
+                        wid,
+                        extra={
+                            "event_id": event.id,
+                            "workflow_id": wid,
+                            "definition": instance.workflow_definition_id,
+                            "step": p.step_name,
+                            "pointer_id": p.id,
+                        },
+                    )
                     if (
                         instance.status is WorkflowStatus.RUNNABLE
                         and wid not in self.passes.active

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from wfe_core.errors import ProviderUnavailable
+from wfe_core.logs import queued_ids
 from wfe_core.models import QueueType, utcnow
 from wfe_core.options import HostOptions
 from wfe_core.queues import QueueProvider
@@ -125,16 +126,33 @@ class WorkDispatcher:
             slots.release()
             raise
         except ProviderUnavailable as exc:
-            log.warning("processing %s %s stopped: %s (it will be retried)", queue.value, item, exc)
+            log.warning(
+                "processing %s %s stopped: %s (it will be retried)",
+                queue.value,
+                item,
+                exc,
+                extra=queued_ids(queue, item),
+            )
         except Exception:
-            log.exception("processing %s %s failed; it will be retried", queue.value, item)
+            log.exception(
+                "processing %s %s failed; it will be retried",
+                queue.value,
+                item,
+                extra=queued_ids(queue, item),
+            )
         slots.release()
         ack = getattr(self.queue_provider, "ack", None) if queued else None
         if ack is not None:  # queues that redeliver unacknowledged items
             try:
                 await ack(item, queue)
             except Exception as exc:
-                log.warning("could not acknowledge %s %s: %s", queue.value, item, exc)
+                log.warning(
+                    "could not acknowledge %s %s: %s",
+                    queue.value,
+                    item,
+                    exc,
+                    extra=queued_ids(queue, item),
+                )
 
     async def local_slot(self, queue: QueueType = QueueType.WORKFLOW) -> bool:
         """Take a free slot of ``queue`` for work this host hands to itself; False (and

@@ -181,7 +181,11 @@ class WorkflowHost(WorkflowClient):
             try:
                 local = await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl)
             except Exception as exc:
-                log.debug("start_workflow: no local run (%s); queueing it", exc)
+                log.debug(
+                    "start_workflow: no local run (%s); queueing it",
+                    exc,
+                    extra={"workflow_id": instance.id},
+                )
                 local = False
             if not local:
                 dispatcher.release_slot()

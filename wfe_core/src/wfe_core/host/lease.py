@@ -82,6 +82,7 @@ class LeaseKeeper:
             log.warning(
                 "workflow %s: the claim was not renewed in time; stopping its pass",
                 self._workflow_id,
+                extra={"workflow_id": self._workflow_id},
             )
             self._control.lost()
 
@@ -100,7 +101,12 @@ class LeaseKeeper:
         try:
             ok = await self._claim(self._workflow_id)
         except Exception as exc:
-            log.warning("renewing the claim on workflow %s failed: %s", self._workflow_id, exc)
+            log.warning(
+                "renewing the claim on workflow %s failed: %s",
+                self._workflow_id,
+                exc,
+                extra={"workflow_id": self._workflow_id},
+            )
             ok = None
         if ok:
             with contextlib.suppress(Exception):  # the lock is only the fast path
@@ -112,7 +118,11 @@ class LeaseKeeper:
             self._schedule(backoff_delay(1, self._ttl / 3, jitter=0.2))
             return
         if not ok:
-            log.warning("lost the claim on workflow %s; stopping the pass", self._workflow_id)
+            log.warning(
+                "lost the claim on workflow %s; stopping the pass",
+                self._workflow_id,
+                extra={"workflow_id": self._workflow_id},
+            )
             self._control.lost()
             return
         self._valid_from(started)

@@ -102,7 +102,11 @@ class PassRunner:
                 raise
             if not claimed:  # another host runs it (its lock was lost, its claim was not)
                 await lock_provider.release_lock(lock_name)
-                log.debug("workflow %s is claimed by another host", workflow_id)
+                log.debug(
+                    "workflow %s is claimed by another host",
+                    workflow_id,
+                    extra={"workflow_id": workflow_id},
+                )
                 return
         control.owner = client.owner_id
         control.lease_lost = False
@@ -138,6 +142,10 @@ class PassRunner:
                     workflow_id,
                     instance.workflow_definition_id,
                     instance.version,
+                    extra={
+                        "workflow_id": workflow_id,
+                        "definition": instance.workflow_definition_id,
+                    },
                 )
                 instance = None
                 return
@@ -156,11 +164,22 @@ class PassRunner:
                     "workflow %s: this host's claim was lost during a pass; it stops here "
                     "and writes nothing more",
                     workflow_id,
+                    extra={
+                        "workflow_id": workflow_id,
+                        "definition": instance.workflow_definition_id,
+                    },
                 )
                 instance = None
                 return
             except ConcurrencyError:
-                log.info("workflow %s was changed elsewhere during a pass; reloading", workflow_id)
+                log.info(
+                    "workflow %s was changed elsewhere during a pass; reloading",
+                    workflow_id,
+                    extra={
+                        "workflow_id": workflow_id,
+                        "definition": instance.workflow_definition_id,
+                    },
+                )
                 instance = None
                 self.again.add(workflow_id)
                 return

@@ -67,7 +67,12 @@ class ScheduleFirer:
                 if await self.fire(store, schedule, now):
                     started += 1
             except Exception as exc:
-                log.warning("schedule %r could not fire: %s", schedule.id, exc)
+                log.warning(
+                    "schedule %r could not fire: %s",
+                    schedule.id,
+                    exc,
+                    extra={"schedule_id": schedule.id, "definition": schedule.definition_id},
+                )
                 failed = exc
         if failed is not None and not started:
             raise failed  # nothing fired: maybe the store is down (the caller backs off)
@@ -99,10 +104,26 @@ class ScheduleFirer:
                 self._warn_once(schedule, str(exc))
                 return False  # another host may know the definition: leave it due
             except IdempotencyKeyConflict as exc:
-                log.warning("schedule %r: %s; the fire of %s is skipped", schedule.id, exc, due)
+                log.warning(
+                    "schedule %r: %s; the fire of %s is skipped",
+                    schedule.id,
+                    exc,
+                    due,
+                    extra={"schedule_id": schedule.id, "definition": schedule.definition_id},
+                )
         claimed = await store.claim_schedule_fire(schedule.id, due, following, instance_id)
         if claimed:
-            log.debug("schedule %r fired for %s (instance %s)", schedule.id, due, instance_id)
+            log.debug(
+                "schedule %r fired for %s (instance %s)",
+                schedule.id,
+                due,
+                instance_id,
+                extra={
+                    "schedule_id": schedule.id,
+                    "workflow_id": instance_id,
+                    "definition": schedule.definition_id,
+                },
+            )
         return claimed and instance_id is not None
 
     async def _previous_running(self, schedule: Schedule) -> bool:
@@ -124,6 +145,7 @@ class ScheduleFirer:
                 "schedule %r cannot fire here: %s (left due for a host that has it)",
                 schedule.id,
                 message,
+                extra={"schedule_id": schedule.id, "definition": schedule.definition_id},
             )
 
     async def next_time(self) -> datetime | None:

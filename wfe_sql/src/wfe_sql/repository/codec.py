@@ -32,6 +32,7 @@ from wfe_core.models import (
 from wfe_core.persistence import check_subscription_text as _check_subscription_text
 from wfe_core.persistence import storable_key as _storable_key
 from wfe_core.serialization import Serializer
+from wfe_core.telemetry import decode_headers
 
 from wfe_sql.driver import Row
 from wfe_sql.statements import (
@@ -112,6 +113,7 @@ assert EVENT_COLUMNS == (
     "event_time",
     "is_processed",
     "set_aside",
+    "headers",
 )
 assert ERROR_COLUMNS == (
     "id",
@@ -156,10 +158,12 @@ def _workflow_filter_values(
     reference: str | None,
     created_from: datetime | None,
     created_to: datetime | None,
+    idempotency_key: str | None = None,
 ) -> dict[str, Any] | None:
     """The ``p_<filter>`` values of the ``query_workflows`` filters given, or None when
     a key filter cannot match anything (not a storable key)."""
-    if any(f is not None and not _storable_key(f) for f in (definition_id, reference)):
+    keys = (definition_id, reference, idempotency_key)
+    if any(f is not None and not _storable_key(f) for f in keys):
         return None
     values: dict[str, Any] = {}
     if status is not None:
@@ -172,6 +176,8 @@ def _workflow_filter_values(
         values["p_created_from"] = to_micros(created_from, "created_from")
     if created_to is not None:
         values["p_created_to"] = to_micros(created_to, "created_to")
+    if idempotency_key is not None:
+        values["p_idempotency_key"] = idempotency_key
     return values
 
 
@@ -472,7 +478,7 @@ class RowCodec:
         )
 
     def _load_event(self, row: Row) -> Event:
-        event_id, name, key, data, event_time, processed, set_aside = row
+        event_id, name, key, data, event_time, processed, set_aside, headers = row
         return Event(
             event_name=name,
             event_key=key,
@@ -481,4 +487,5 @@ class RowCodec:
             id=event_id,
             is_processed=bool(processed),
             set_aside=set_aside,
+            headers=decode_headers(headers),
         )

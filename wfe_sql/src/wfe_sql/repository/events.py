@@ -12,6 +12,7 @@ from wfe_core.models import Event, new_id
 from wfe_core.persistence import check_event_text as _check_event_text
 from wfe_core.persistence import check_non_negative as _non_negative
 from wfe_core.persistence import storable_key as _storable_key
+from wfe_core.telemetry import encode_headers
 
 from wfe_sql.driver import IntegrityViolation
 from wfe_sql.repository.base import SqlRepositoryBase
@@ -44,6 +45,7 @@ class SqlEventRepository(SqlRepositoryBase):
                 "p_set_aside": None
                 if event.set_aside is None
                 else self.check_reason(event.set_aside),
+                "p_headers": encode_headers(event.headers),
             }
         )
         try:

@@ -302,6 +302,7 @@ class SqlWorkflowRepository(SqlRepositoryBase):
         skip: int = 0,
         take: int = 100,
         newest_first: bool = False,
+        idempotency_key: str | None = None,
     ) -> list[WorkflowInstance]:
         """Matching instances, oldest ``create_time`` first (ties by id), paged;
         ``newest_first`` reverses the order."""
@@ -310,7 +311,9 @@ class SqlWorkflowRepository(SqlRepositoryBase):
         _non_negative(skip, "skip")
         _non_negative(take, "take")
         s = await self._ready()
-        values = _workflow_filter_values(status, definition_id, reference, created_from, created_to)
+        values = _workflow_filter_values(
+            status, definition_id, reference, created_from, created_to, idempotency_key
+        )
         if values is None or take == 0:
             return []
         stmt = s.query_workflows(tuple(k[2:] for k in values), newest_first)
@@ -333,12 +336,15 @@ class SqlWorkflowRepository(SqlRepositoryBase):
         reference: str | None = None,
         created_from: datetime | None = None,
         created_to: datetime | None = None,
+        idempotency_key: str | None = None,
     ) -> int:
         """How many instances match the filters of :meth:`query_workflows`."""
         _check_aware(created_from, "created_from")
         _check_aware(created_to, "created_to")
         s = await self._ready()
-        values = _workflow_filter_values(status, definition_id, reference, created_from, created_to)
+        values = _workflow_filter_values(
+            status, definition_id, reference, created_from, created_to, idempotency_key
+        )
         if values is None:
             return 0
         stmt = s.count_workflows(tuple(k[2:] for k in values))

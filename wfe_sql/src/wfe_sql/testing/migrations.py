@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from wfe_core.errors import DuplicateIdempotencyKey, ProviderUnavailable
+from wfe_core.models import Event
 from wfe_core.schedules import Schedule
 
 from wfe_sql.migrations import Migration, SchemaVersionError, migrate
@@ -20,7 +21,10 @@ from wfe_sql.testing.store import DialectStore, sample_instance
 __all__ = ["MigrationSuite"]
 
 _VERSIONS = "SELECT version, description FROM wfe_schema_version ORDER BY version"
+_DOWNGRADE_5_TO_4 = ("ALTER TABLE wfe_events DROP COLUMN headers",)
+
 _DOWNGRADE_3_TO_2 = (
+    *_DOWNGRADE_5_TO_4,
     "DROP INDEX wfe_ux_workflows_idempotency",
     "ALTER TABLE wfe_workflows DROP COLUMN idempotency_key",
 )
@@ -183,6 +187,7 @@ class MigrationSuite(DialectSuiteBase):
         async with dialect_store.provider() as store:
             await store.create_workflow(sample_instance("old"))
         await dialect_store.run(
+            *_DOWNGRADE_5_TO_4,
             "DROP TABLE wfe_schedules",
             "DELETE FROM wfe_schema_version",
             "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (3, 'v3', 0)",
@@ -197,6 +202,26 @@ class MigrationSuite(DialectSuiteBase):
             (SCHEMA_VERSION,)
         ]
         assert "wfe_ix_schedules_due" in await dialect_store.index_names("wfe_schedules")
+
+    async def test_a_version_4_store_gets_event_headers(self, dialect_store: DialectStore) -> None:
+        """A store written by schema version 4 gets ``wfe_events.headers`` from migration
+        5; its events come back with no headers, new ones keep theirs."""
+        async with dialect_store.provider() as store:
+            await store.create_event(Event("e", "k", id="old"))
+        await dialect_store.run(
+            *_DOWNGRADE_5_TO_4,
+            "DELETE FROM wfe_schema_version",
+            "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (4, 'v4', 0)",
+        )
+        assert "headers" not in await dialect_store.column_names("wfe_events")
+        async with dialect_store.provider() as store:
+            assert (await store.get_event("old")).headers == {}
+            await store.create_event(Event("e", "k", id="new", headers={"traceparent": "x"}))
+            assert (await store.get_event("new")).headers == {"traceparent": "x"}
+        assert await dialect_store.rows("SELECT max(version) FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
+        assert "headers" in await dialect_store.column_names("wfe_events")
 
     async def test_a_missing_migration_step_is_refused(self, dialect_store: DialectStore) -> None:
         async with dialect_store.provider():

@@ -1,0 +1,199 @@
+"""The metrics of :class:`~wfe_otel.WfeInstrumentation`, made with the OpenTelemetry
+metrics API (names and labels are listed in the README).
+
+The observable gauges and counters read the store at most once every
+``refresh_interval`` seconds: a collection (a Prometheus scrape, a periodic exporter)
+reports the value cached by the last refresh and, when it is older than that, starts
+a refresh on the host's event loop in the background -- a collection never waits for
+the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from wfe_core.models import WorkflowStatus, utcnow
+
+__all__ = ["BACKLOG_LIMIT", "WfeMetrics"]
+
+log = logging.getLogger("wfe_otel")
+
+BACKLOG_LIMIT = 10_000
+"""The due-workflow and due-event gauges count at most this many (a cheap capped read)."""
+
+_DURATION_BUCKETS = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    300.0,
+)
+
+
+class WfeMetrics:
+    """The instruments, and the cached store readings behind the gauges."""
+
+    def __init__(self, meter: Meter, host: Any, refresh_interval: float) -> None:
+        self.host = host
+        self.refresh_interval = refresh_interval
+        self.loop: asyncio.AbstractEventLoop | None = None
+        """The host's event loop (noted by the first pass or :meth:`refresh`); gauge
+        refreshes run on it."""
+        self._readings: dict[str, int] = {}
+        self._read_at = float("-inf")
+        self._refreshing = False
+        self.started = meter.create_counter(
+            "wfe.workflows.started", unit="{workflow}", description="Workflows started."
+        )
+        self.completed = meter.create_counter(
+            "wfe.workflows.completed", unit="{workflow}", description="Workflows completed."
+        )
+        self.terminated = meter.create_counter(
+            "wfe.workflows.terminated",
+            unit="{workflow}",
+            description="Workflows terminated (by a request or by the engine).",
+        )
+        self.failed = meter.create_counter(
+            "wfe.workflows.failed",
+            unit="{workflow}",
+            description="Workflows the engine terminated during a pass (a failed step's "
+            "error policy, exhausted retries, the execution timeout).",
+        )
+        self.workflow_duration = meter.create_histogram(
+            "wfe.workflow.duration",
+            unit="s",
+            description="From start to end of the workflows that ended.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self.step_duration = meter.create_histogram(
+            "wfe.step.duration",
+            unit="s",
+            description="How long a step run took, by outcome.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self.step_retries = meter.create_counter(
+            "wfe.step.retries", unit="{retry}", description="Failed step runs that will be retried."
+        )
+        self.event_latency = meter.create_histogram(
+            "wfe.event.delivery_latency",
+            unit="s",
+            description="From an event's time (its publication) to the step it resumed.",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self.leases_lost = meter.create_counter(
+            "wfe.lease.lost",
+            unit="{pass}",
+            description="Passes stopped because this host lost its claim (another host "
+            "may take the workflow over).",
+        )
+        meter.create_observable_gauge(
+            "wfe.workflows.runnable",
+            callbacks=[self._gauge("runnable")],
+            unit="{workflow}",
+            description="Unfinished, unsuspended workflows (running, sleeping, waiting).",
+        )
+        meter.create_observable_gauge(
+            "wfe.workflows.suspended",
+            callbacks=[self._gauge("suspended")],
+            unit="{workflow}",
+            description="Suspended workflows.",
+        )
+        meter.create_observable_gauge(
+            "wfe.workflows.due",
+            callbacks=[self._gauge("due")],
+            unit="{workflow}",
+            description=f"Runnable backlog: workflows due to run now (at most {BACKLOG_LIMIT}).",
+        )
+        meter.create_observable_gauge(
+            "wfe.events.due",
+            callbacks=[self._gauge("events_due")],
+            unit="{event}",
+            description=f"Events due for delivery now (at most {BACKLOG_LIMIT}).",
+        )
+        meter.create_observable_counter(
+            "wfe.store.group_commit.groups",
+            callbacks=[self._group_commit("groups")],
+            unit="{transaction}",
+            description="Write transactions of the store's group commit (SQL stores).",
+        )
+        meter.create_observable_counter(
+            "wfe.store.group_commit.batches",
+            callbacks=[self._group_commit("batches")],
+            unit="{batch}",
+            description="Write batches committed in those transactions (batches / groups "
+            "is the mean group size).",
+        )
+
+    # ------------------------------------------------------------------ store readings
+    def _gauge(self, name: str) -> Any:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            self._maybe_refresh()
+            value = self._readings.get(name)
+            return [] if value is None else [Observation(value)]
+
+        return callback
+
+    def _group_commit(self, name: str) -> Any:
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            driver = getattr(self.host.persistence, "driver", None)
+            commit = getattr(driver, "group_commit", None)
+            value = getattr(commit, name, None)
+            return [Observation(value)] if isinstance(value, int) else []
+
+        return callback
+
+    def _maybe_refresh(self) -> None:
+        """Start a refresh on the host's loop when the readings are stale (from any
+        thread; never waits)."""
+        loop = self.loop
+        if (
+            loop is None
+            or loop.is_closed()
+            or self._refreshing
+            or time.monotonic() - self._read_at < self.refresh_interval
+        ):
+            return
+        self._refreshing = True
+        try:
+            asyncio.run_coroutine_threadsafe(self.refresh(), loop)
+        except RuntimeError:  # the loop is closing
+            self._refreshing = False
+
+    async def refresh(self) -> None:
+        """Read the gauges' values from the store now (a failure keeps the old ones)."""
+        self.loop = asyncio.get_running_loop()
+        self._refreshing = True
+        try:
+            persistence = self.host.persistence
+            now = utcnow()
+            readings = {
+                "runnable": await persistence.count_workflows(status=WorkflowStatus.RUNNABLE),
+                "suspended": await persistence.count_workflows(status=WorkflowStatus.SUSPENDED),
+                "due": len(await persistence.get_runnable_instances(now, BACKLOG_LIMIT)),
+                "events_due": len(await persistence.get_runnable_events(now, BACKLOG_LIMIT)),
+            }
+            self._readings = readings
+        except Exception as exc:
+            log.debug("reading the workflow gauges failed: %s", exc)
+        finally:
+            with contextlib.suppress(Exception):
+                self._read_at = time.monotonic()
+            self._refreshing = False
