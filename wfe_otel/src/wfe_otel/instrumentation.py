@@ -206,10 +206,9 @@ class WfeInstrumentation:
             return _NOTHING
         definition = instance.workflow_definition_id
         name = step.display_name
+        # the definition and version are on the parent pass span (and in its name)
         attributes: dict[str, Any] = {
             "wfe.workflow.id": instance.id,
-            "wfe.workflow.definition": definition,
-            "wfe.workflow.version": instance.version,
             "wfe.step.name": name,
             "wfe.step.id": step.id,
             "wfe.pointer.id": pointer.id,
@@ -372,14 +371,28 @@ def _instance_attributes(instance: WorkflowInstance) -> dict[str, Any]:
     }
 
 
+_CONTEXTS: OrderedDict[tuple[tuple[str, str], ...], Context] = OrderedDict()
+_CONTEXTS_KEPT = 4096  # instances whose stored context is parsed once, not every pass
+
+
 def _stored_context(instance: WorkflowInstance) -> Context | None:
-    """The trace context stored when ``instance`` was started, if any."""
+    """The trace context stored when ``instance`` was started, if any (parsed once per
+    stored value while it is among the last few thousand used)."""
     if not instance.execution_pointers:
         return None
     carrier = instance.execution_pointers[0].extension_attributes.get(TRACE_CONTEXT_ATTRIBUTE)
     if not isinstance(carrier, dict) or not carrier:
         return None
-    return propagate.extract(carrier)
+    key = tuple(sorted((str(k), str(v)) for k, v in carrier.items()))
+    found = _CONTEXTS.get(key)
+    if found is None:
+        found = propagate.extract(carrier)
+        _CONTEXTS[key] = found
+        if len(_CONTEXTS) > _CONTEXTS_KEPT:
+            _CONTEXTS.popitem(last=False)
+    else:
+        _CONTEXTS.move_to_end(key)
+    return found
 
 
 def instrument(

@@ -44,9 +44,9 @@ async def readiness(host: Any, timeout: float = 2.0) -> list[str]:
     if running is False:
         reasons.append("the host is not running (not started yet, or stopping)")
     elif running:
-        for task in getattr(host, "_loops", ()):  # the host's background tasks
-            if task.done():
-                reasons.append(f"the host's background task {task.get_name()} has stopped")
+        stopped = getattr(host, "stopped_tasks", None)  # a host (a client has none)
+        for name in stopped() if callable(stopped) else ():
+            reasons.append(f"the host's background task {name} has stopped")
     try:
         await asyncio.wait_for(host.persistence.get_runnable_instances(utcnow(), 1), timeout)
     except TimeoutError:

@@ -106,6 +106,15 @@ class WorkflowHost(WorkflowClient):
         """True between :meth:`start` and :meth:`stop`."""
         return self._running
 
+    def stopped_tasks(self) -> list[str]:
+        """The names of the host's background tasks (queue consumers, poller, control
+        watcher, schedules) that have ended while it runs -- each should run until
+        :meth:`stop`, so a name here means the host no longer does that part of its
+        work (a readiness check reports it). Empty when the host is not running."""
+        if not self._running:
+            return []
+        return [task.get_name() for task in self._loops if task.done()]
+
     async def start(self) -> None:
         """Prepare the store and start the background work."""
         if self._running:
