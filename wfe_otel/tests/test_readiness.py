@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from wfe_otel.server import readiness
+
 from wfe_core import WorkflowHost
 from wfe_memory import MemoryPersistenceProvider
-
-from wfe_otel.server import readiness
 
 pytestmark = pytest.mark.anyio
 
