@@ -60,3 +60,4 @@ def _wfe_no_namespace_from_the_shell(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests choose their namespace themselves: a ``WFE_NAMESPACE`` set in the shell
     that runs pytest must not move every store of every test into it."""
     monkeypatch.delenv("WFE_NAMESPACE", raising=False)
+    monkeypatch.delenv("WFE_CONFIG", raising=False)

@@ -416,9 +416,20 @@ class StepBuilder(_Chain[TData], Generic[TData, TStep]):
             self._set_input(attr, fn)
         return self
 
-    def output(self, **mappings: Callable[[TStep], object]) -> StepBuilder[TData, TStep]:
-        """When the step proceeds, set ``data.<attr> = fn(step)`` (``data[attr]`` for
-        dict data)."""
+    def output(
+        self,
+        *actions: Callable[[TStep, TData], object],
+        **mappings: Callable[[TStep], object],
+    ) -> StepBuilder[TData, TStep]:
+        """When the step proceeds, call each ``action(step, data)`` (it sees both), then
+        set ``data.<attr> = fn(step)`` (``data[attr]`` for dict data) per keyword."""
+        for action in actions:
+            if not callable(action):
+                raise DefinitionError(
+                    f"{self.step.display_name}: an output action must be a "
+                    "function of the step and the data"
+                )
+            self.step.outputs.append((None, action))
         for attr, fn in mappings.items():
             if not callable(fn):
                 raise DefinitionError(

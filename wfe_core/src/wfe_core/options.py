@@ -13,10 +13,25 @@ from typing import Any
 
 from wfe_core.models import WorkflowInstance
 
-__all__ = ["HostOptions", "MiddlewarePhase", "PendingActivity", "WorkflowMiddleware"]
+__all__ = [
+    "HostOptions",
+    "MiddlewarePhase",
+    "NextMiddleware",
+    "PendingActivity",
+    "WorkflowMiddleware",
+]
 
-WorkflowMiddleware = Callable[[WorkflowInstance], Awaitable[None] | None]
-"""A workflow middleware: ``mw(instance)``, sync or async."""
+NextMiddleware = Callable[[], Awaitable[None]]
+"""What a wrapping workflow middleware calls to run the rest: ``await next()``."""
+
+WorkflowMiddleware = (
+    Callable[[WorkflowInstance], Awaitable[None] | None]
+    | Callable[[WorkflowInstance, NextMiddleware], Awaitable[None]]
+)
+"""A workflow middleware: ``mw(instance)`` (sync or async), or a wrapping one,
+``async mw(instance, next)``, that runs code before and after ``await next()`` (Workflow
+Core's ``IWorkflowMiddleware``): in EXECUTE_WORKFLOW ``next()`` runs the pass itself; in
+PRE_WORKFLOW and POST_WORKFLOW it runs the phase's later middleware."""
 
 
 class MiddlewarePhase(StrEnum):
@@ -27,7 +42,8 @@ class MiddlewarePhase(StrEnum):
     POST_WORKFLOW = "post_workflow"
     """After an instance completed or was terminated."""
     EXECUTE_WORKFLOW = "execute_workflow"
-    """After every pass over an instance."""
+    """After every pass over an instance (``mw(instance)``), or around it (a wrapping
+    ``mw(instance, next)``: ``await next()`` runs the pass)."""
 
 
 @dataclass(frozen=True)

@@ -214,6 +214,9 @@ class PassState:
     def _apply_outputs(self, step: WorkflowStep, body: StepBody) -> None:
         data = self.instance.data
         for attr, fn in step.outputs:
+            if attr is None:  # an output action: it sees the step and the data
+                fn(body, data)
+                continue
             value = fn(body)
             if isinstance(data, dict):
                 data[attr] = value

@@ -271,7 +271,9 @@ class WorkflowStep:
     children: list[int] = field(default_factory=list)
     child_values: list[Any] = field(default_factory=list)
     inputs: list[tuple[str, Callable[..., Any], int]] = field(default_factory=list)
-    outputs: list[tuple[str, Callable[[Any], Any]]] = field(default_factory=list)
+    outputs: list[tuple[str | None, Callable[..., Any]]] = field(default_factory=list)
+    """Applied in order when the step proceeds: ``(attr, fn)`` sets ``data.<attr> =
+    fn(step_body)``; ``(None, fn)`` calls ``fn(step_body, data)`` (an output action)."""
     error_behavior: ErrorBehavior | None = None
     retry_interval: timedelta | None = None
     max_retries: int | None = None

@@ -14,7 +14,8 @@ or build the pieces yourself::
         ...
 """
 
-from wfe_sqlite.driver import MEMORY, SqliteDriver, Synchronous
+from wfe_sqlite.backup import BackupError, BackupResult, backup
+from wfe_sqlite.driver import MEMORY, Checkpoint, SqliteDriver, Synchronous
 from wfe_sqlite.provider import (
     SqliteLockProvider,
     SqlitePersistenceProvider,
@@ -24,11 +25,15 @@ from wfe_sqlite.url import parse_sqlite_url, provider_from_url
 
 __all__ = [
     "MEMORY",
+    "BackupError",
+    "BackupResult",
+    "Checkpoint",
     "SqliteDriver",
     "SqliteLockProvider",
     "SqlitePersistenceProvider",
     "SqliteQueueProvider",
     "Synchronous",
+    "backup",
     "parse_sqlite_url",
     "provider_from_url",
 ]

@@ -52,6 +52,15 @@ switched (no journal-mode or ``synchronous`` change), and every write fails with
 and its wfe tables must exist at the current schema version. Reads work while another
 process holds the write lock (a WAL reader never waits for a writer) and on a file this
 process may not write.
+
+Checkpoints (``checkpoint="auto"``, the default): SQLite's own automatic checkpoint
+(``wal_autocheckpoint``, every 1000 pages of log) folds the WAL back into the file. With
+``checkpoint="external"`` (``?checkpoint=external``) every connection sets ``PRAGMA
+wal_autocheckpoint=0`` and wfe never checkpoints at all, leaving it to an external WAL
+replicator such as Litestream, which must see every frame of the log before it is
+folded in. (wfe issues no explicit ``wal_checkpoint`` in either mode; SQLite still
+checkpoints when the *last* connection to the file closes, which never happens while
+the replicator holds the file open.)
 """
 
 from __future__ import annotations
@@ -80,7 +89,7 @@ from wfe_sql.group_commit import GroupCommit, Outcome, skip_or_abort
 from wfe_sql.migrations import SchemaVersionError
 from wfe_sql.schema import SCHEMA_VERSION, TABLE_PREFIX
 
-__all__ = ["MEMORY", "MIN_SQLITE", "SqliteDriver", "Synchronous"]
+__all__ = ["CHECKPOINT_MODES", "MEMORY", "MIN_SQLITE", "Checkpoint", "SqliteDriver", "Synchronous"]
 
 _log = logging.getLogger("wfe.sqlite")
 
@@ -94,6 +103,13 @@ Synchronous = Literal["OFF", "NORMAL", "FULL", "EXTRA"]
 """The values of SQLite's ``PRAGMA synchronous`` (``FULL`` is wfe's default)."""
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+Checkpoint = Literal["auto", "external"]
+"""Who checkpoints the WAL: SQLite's automatic checkpoint (``auto``, the default) or an
+external replicator (``external``: wfe sets ``wal_autocheckpoint=0``)."""
+
+CHECKPOINT_MODES = ("auto", "external")
+"""The values of ``checkpoint``."""
 _T = TypeVar("_T")
 
 
@@ -129,7 +145,8 @@ class SqliteDriver(SqlDriver):
     :class:`~wfe_core.errors.ProviderUnavailable`. ``max_group`` caps how many write
     batches (step checkpoints, ...) one group-committed transaction holds.
     ``read_only`` opens the file read-only (see the module docstring); it needs an
-    existing file, not ``:memory:``.
+    existing file, not ``:memory:``. ``checkpoint="external"`` leaves WAL checkpoints to
+    an external replicator (see the module docstring).
     """
 
     dialect = _DIALECT
@@ -144,8 +161,16 @@ class SqliteDriver(SqlDriver):
         max_group: int = 64,
         read_only: bool = False,
         namespace: str | None = None,
+        checkpoint: Checkpoint | str = "auto",
     ) -> None:
         super().__init__(namespace=namespace)
+        if checkpoint not in CHECKPOINT_MODES:
+            raise ValueError(
+                f"checkpoint must be 'auto' (SQLite checkpoints the WAL itself) or "
+                f"'external' (a replicator such as Litestream does), not {checkpoint!r}"
+            )
+        self.checkpoint = str(checkpoint)
+        """``auto`` or ``external`` (wfe sets ``wal_autocheckpoint=0``)."""
         raw = os.fspath(path)
         if not isinstance(raw, str) or not raw:
             raise ValueError(f"a SQLite database path must be a non-empty string, not {path!r}")
@@ -313,6 +338,8 @@ class SqliteDriver(SqlDriver):
             raise  # unreachable
         try:
             await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if self.checkpoint == "external":  # never checkpoint: the replicator does
+                await conn.execute("PRAGMA wal_autocheckpoint = 0")
             if self.read_only:
                 await conn.execute("PRAGMA query_only = 1")
             elif writer and not self.memory:

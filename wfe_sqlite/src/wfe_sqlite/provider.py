@@ -20,7 +20,7 @@ from wfe_sql.locks import SqlLockProvider
 from wfe_sql.provider import SqlPersistenceProvider
 from wfe_sql.queues import SqlQueueProvider
 
-from wfe_sqlite.driver import SqliteDriver, Synchronous
+from wfe_sqlite.driver import Checkpoint, SqliteDriver, Synchronous
 
 if TYPE_CHECKING:
     from wfe_core.locks import DistributedLockProvider
@@ -42,6 +42,7 @@ def _driver(
     busy_timeout: float,
     readers: int,
     namespace: str | None,
+    checkpoint: Checkpoint | str = "auto",
 ) -> SqliteDriver:
     if isinstance(source, SqliteDriver):
         if namespace is not None and namespace != source.namespace:
@@ -57,6 +58,7 @@ def _driver(
         busy_timeout=busy_timeout,
         readers=readers,
         namespace=namespace,
+        checkpoint=checkpoint,
     )
 
 
@@ -69,7 +71,9 @@ class SqlitePersistenceProvider(SqlPersistenceProvider):
     long a write waits for another process's write to finish. ``readers`` is how many
     read connections run in parallel. ``namespace`` picks whose tables in the file
     (:mod:`wfe_core.namespaces`; default ``WFE_NAMESPACE``, else ``default``). The other
-    options are :class:`~wfe_sql.SqlPersistenceProvider`'s. The driver options are
+    options are :class:`~wfe_sql.SqlPersistenceProvider`'s. ``checkpoint="external"``
+    leaves WAL checkpoints to an external replicator such as Litestream
+    (:class:`~wfe_sqlite.driver.SqliteDriver`). The driver options are
     ignored when ``path`` is a driver (a different ``namespace`` is refused).
 
     Declares ``SCHEDULED_COMMANDS``, ``PURGE`` and, on a database file, ``DURABLE``;
@@ -91,8 +95,9 @@ class SqlitePersistenceProvider(SqlPersistenceProvider):
         capabilities: Iterable[Capability] | None = None,
         command_lease: float = 60.0,
         namespace: str | None = None,
+        checkpoint: Checkpoint | str = "auto",
     ) -> None:
-        driver = _driver(path, synchronous, busy_timeout, readers, namespace)
+        driver = _driver(path, synchronous, busy_timeout, readers, namespace, checkpoint)
         if driver.memory:
             if capabilities is None:
                 capabilities = _MEMORY_CAPABILITIES
@@ -125,8 +130,11 @@ class SqliteLockProvider(SqlLockProvider):
         owner_id: str | None = None,
         busy_timeout: float = 5.0,
         namespace: str | None = None,
+        checkpoint: Checkpoint | str = "auto",
     ) -> None:
-        super().__init__(_driver(path, "NORMAL", busy_timeout, 1, namespace), owner_id=owner_id)
+        super().__init__(
+            _driver(path, "NORMAL", busy_timeout, 1, namespace, checkpoint), owner_id=owner_id
+        )
 
 
 class SqliteQueueProvider(SqlQueueProvider):
@@ -147,9 +155,11 @@ class SqliteQueueProvider(SqlQueueProvider):
         poll_interval: float = 0.02,
         busy_timeout: float = 5.0,
         namespace: str | None = None,
+        checkpoint: Checkpoint | str = "auto",
     ) -> None:
         super().__init__(
-            _driver(path, "NORMAL", busy_timeout, 1, namespace), poll_interval=poll_interval
+            _driver(path, "NORMAL", busy_timeout, 1, namespace, checkpoint),
+            poll_interval=poll_interval,
         )
 
 

@@ -12,7 +12,9 @@ URL forms (as SQLAlchemy spells them):
   (:mod:`wfe_core.namespaces`): its tables, ``wfe_staging__*``, live in the same file;
 - ``?mode=ro`` opens the file read-only (``read_only=True`` as a keyword argument):
   nothing is created, migrated or written, and reads work while another process holds
-  the write lock; ``mode=rwc`` (read, write, create) is the default.
+  the write lock; ``mode=rwc`` (read, write, create) is the default;
+- ``?checkpoint=external`` leaves WAL checkpoints to an external replicator such as
+  Litestream (every connection sets ``wal_autocheckpoint=0``); ``auto`` is the default.
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ from wfe_sqlite.provider import (
 
 __all__ = ["parse_sqlite_url", "provider_from_url"]
 
-_DRIVER_OPTIONS = {"synchronous": str, "busy_timeout": float, "readers": int, "namespace": str}
+_DRIVER_OPTIONS = {
+    "synchronous": str,
+    "busy_timeout": float,
+    "readers": int,
+    "namespace": str,
+    "checkpoint": str,
+}
 _MODES = {"ro": True, "rwc": False}
 _PROVIDER_OPTIONS = {"command_lease": float}
 _QUEUE_OPTIONS = {"poll_interval": float}
@@ -88,7 +96,7 @@ def provider_from_url(
     ``read_only`` (default: ``mode`` in the URL, else False) opens the file read-only:
     see :class:`~wfe_sqlite.driver.SqliteDriver`; the registry passes it for
     ``open_store(url, read_only=True)``. ``options``: ``synchronous``,
-    ``busy_timeout``, ``readers`` (the database), ``poll_interval`` (the queue), and
+    ``busy_timeout``, ``readers``, ``checkpoint`` (the database), ``poll_interval`` (the queue), and
     the persistence provider's keyword arguments (``serializer``, ``clock``,
     ``capabilities``, ``command_lease``).
     """

@@ -13,7 +13,9 @@ from wfe_conformance.scenarios.support import (
     ScenarioBase,
 )
 from wfe_core import (
+    ExecutionResult,
     MiddlewarePhase,
+    StepBody,
     StepContext,
     WorkflowBuilder,
     WorkflowHost,
@@ -22,8 +24,10 @@ from wfe_core import (
 )
 
 __all__ = [
+    "AddStep",
     "MiddlewareScenarioTests",
     "MiddlewareWorkflow",
+    "OutputActionWorkflow",
 ]
 
 
@@ -34,6 +38,35 @@ class MiddlewareWorkflow(RecordingWorkflow):
 
     def build(self, builder: WorkflowBuilder[Data]) -> None:
         builder.start_with(self.rec.step("step")).name("step")
+
+
+class AddStep(StepBody):
+    """Adds its inputs ``a`` and ``b`` into ``total``."""
+
+    a: int = 0
+    b: int = 0
+    total: int = 0
+
+    async def run(self, context: StepContext[Any]) -> ExecutionResult:
+        self.total = self.a + self.b
+        return ExecutionResult.next()
+
+
+def _note_total(step: AddStep, data: Data) -> None:
+    """An output action: it sees the step and the data."""
+    data.items.append(step.total)
+    data.text = f"{step.a}+{step.b}={step.total} (counter {data.counter})"
+
+
+class OutputActionWorkflow(RecordingWorkflow):
+    """Two additions whose output actions see both the step and the data."""
+
+    id = "scn-output-action"
+
+    def build(self, builder: WorkflowBuilder[Data]) -> None:
+        builder.start_with(AddStep).input(a=lambda d: d.a, b=lambda d: d.b).output(
+            _note_total, total=lambda step: step.total
+        ).then(AddStep).input(a=lambda d: d.total, b=lambda d: 10).output(_note_total)
 
 
 class MiddlewareScenarioTests(ScenarioBase):
@@ -92,3 +125,65 @@ class MiddlewareScenarioTests(ScenarioBase):
         assert rec.count("execute") >= 1
         assert rec.index("pre") < rec.index("step") < rec.index("post")
         assert {d for _, d in seen} == {MiddlewareWorkflow.id}
+
+    async def test_wrapping_workflow_middleware_runs_around_each_pass(
+        self, host_factory: HostFactory
+    ) -> None:
+        """An ``async mw(instance, next)`` in EXECUTE_WORKFLOW wraps each pass (the first
+        registered outermost) and sees the instance before and after it; in PRE_WORKFLOW
+        the wrapping ones nest around the later middleware; a middleware that fails
+        before ``next`` neither stops the pass nor the other middleware."""
+        rec = Recorder()
+
+        def wrapper(name: str) -> Callable[[WorkflowInstance, Any], Awaitable[None]]:
+            async def handle(instance: WorkflowInstance, call_next: Any) -> None:
+                rec.hit(f"{name}:before:{instance.status.value}")
+                await call_next()
+                rec.hit(f"{name}:after:{instance.status.value}")
+
+            return handle
+
+        async def broken(instance: WorkflowInstance, call_next: Any) -> None:
+            rec.hit("broken")
+            raise RuntimeError("a middleware that fails before next")
+
+        def plain(instance: WorkflowInstance) -> None:
+            rec.hit("pre:plain")
+
+        def configure(host: WorkflowHost) -> None:
+            host.use_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, wrapper("pre-outer"))
+            host.use_workflow_middleware(MiddlewarePhase.PRE_WORKFLOW, plain)
+            host.use_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, wrapper("outer"))
+            host.use_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, broken)
+            host.use_workflow_middleware(MiddlewarePhase.EXECUTE_WORKFLOW, wrapper("inner"))
+
+        _, inst = await host_factory.run_to_end(
+            MiddlewareWorkflow(rec), Data(), configure=configure
+        )
+        assert inst.status == WorkflowStatus.COMPLETE
+        names = rec.names
+        assert names[:3] == ["pre-outer:before:runnable", "pre:plain", "pre-outer:after:runnable"]
+        assert rec.count("step") == 1
+        step = rec.index("step")
+        # around the pass that ran the step: outer, then the broken one, then inner
+        assert names[step - 3 : step] == [
+            "outer:before:runnable",
+            "broken",
+            "inner:before:runnable",
+        ]
+        assert names[step + 1 : step + 3] == ["inner:after:complete", "outer:after:complete"]
+        assert rec.count("outer:before:runnable") == rec.count("inner:before:runnable")
+
+    async def test_output_actions_see_the_step_and_the_data(
+        self, host_factory: HostFactory
+    ) -> None:
+        """``.output(action)`` calls ``action(step, data)`` when the step proceeds, in
+        order with the keyword mappings; the changes it makes to the data are stored."""
+        rec = Recorder()
+        _, inst = await host_factory.run_to_end(
+            OutputActionWorkflow(rec), Data(a=2, b=3, counter=7)
+        )
+        assert inst.status == WorkflowStatus.COMPLETE
+        assert inst.data.total == 5  # the keyword mapping of the first step
+        assert inst.data.items == [5, 15]
+        assert inst.data.text == "5+10=15 (counter 7)"

@@ -10,10 +10,12 @@ import math
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
+from wfe_core.cli.config import config_namespace
 from wfe_core.coercion import parse_duration
 from wfe_core.errors import ProviderNotFound, WfeError, WorkflowNotFound
 
@@ -32,6 +34,7 @@ __all__ = [
     "need_app",
     "run",
     "service_options",
+    "store_namespace",
     "store_url",
     "url_option",
 ]
@@ -64,6 +67,11 @@ class Settings:
     namespace: str | None = None
     """``--namespace`` (None: the URL's ``?namespace=``, else ``WFE_NAMESPACE``, else
     ``default``, resolved by the store)."""
+    config_namespace: str | None = None
+    """``namespace`` of the project config (:mod:`wfe_core.cli.config`): used only when
+    neither ``--namespace``, the URL's ``?namespace=`` nor ``WFE_NAMESPACE`` names one."""
+    config_path: Path | None = None
+    """The project config file in effect (None: none was found)."""
 
 
 def namespace_option() -> str | None:
@@ -71,6 +79,19 @@ def namespace_option() -> str | None:
     ctx = click.get_current_context(silent=True)
     settings = ctx.find_object(Settings) if ctx is not None else None
     return settings.namespace if settings is not None else None
+
+
+def store_namespace(url: str) -> str | None:
+    """The namespace a command passes when it opens the store at ``url``:
+    ``--namespace``, else the config's ``namespace`` when neither the URL's
+    ``?namespace=`` nor ``WFE_NAMESPACE`` names one, else None (the store resolves it)."""
+    ctx = click.get_current_context(silent=True)
+    settings = ctx.find_object(Settings) if ctx is not None else None
+    if settings is None:
+        return None
+    if settings.namespace is not None:
+        return settings.namespace
+    return config_namespace(settings.config_namespace, url)
 
 
 def store_url(url: str | None) -> str:

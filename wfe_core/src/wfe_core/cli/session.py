@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import click
 
 from wfe_core.cli.app import apply_app
-from wfe_core.cli.options import SERVICE_OPTIONS, Services, namespace_option
+from wfe_core.cli.options import SERVICE_OPTIONS, Services, store_namespace
 from wfe_core.client import WorkflowClient
 from wfe_core.definition import WorkflowDefinition
 from wfe_core.errors import (
@@ -97,7 +97,7 @@ def _open(
 ) -> _C:
     services = services or Services()
     extra: dict[str, Any] = {"read_only": True} if read_only else {}
-    namespace = namespace_option()
+    namespace = store_namespace(url)
     if namespace is not None:
         extra["namespace"] = namespace
     try:

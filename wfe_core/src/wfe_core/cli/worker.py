@@ -4,26 +4,36 @@ printing what it does (tables, or JSON lines with ``--json``).
 Stopping is :func:`wfe_core.shutdown.run_until_signalled`: the first signal stops the
 worker, waiting for running steps (exit status 0); a second one forces the exit at
 once, with one line on stderr and status 128 + the signal's number.
+
+Retention (``--purge-after 30d``): the worker deletes finished instances (``complete``
+and ``terminated``, or those of ``--purge-status``) that ended longer ago than that, once
+at start and then every ``--purge-every`` (default 1h), by the engine's clock, logging
+each purge. Several workers doing it at once is harmless (a purge deletes what it
+finds).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import os
 import signal
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.logging import RichHandler
 
+from wfe_core import clock
+from wfe_core.capabilities import Capability
 from wfe_core.cli.options import (
     FiniteFloatRange,
     Services,
     app_option,
+    duration_param,
     json_option,
     need_app,
     run,
@@ -35,11 +45,27 @@ from wfe_core.cli.session import open_worker
 from wfe_core.errors import WfeError
 from wfe_core.host import HostOptions
 from wfe_core.logs import configure_logging
-from wfe_core.models import LifecycleEvent, LifecycleEventType
+from wfe_core.models import LifecycleEvent, LifecycleEventType, WorkflowStatus
 from wfe_core.registry import redact_url, url_scheme
 from wfe_core.shutdown import run_until_signalled
 
 __all__ = ["worker"]
+
+_FINISHED = {"complete": WorkflowStatus.COMPLETE, "terminated": WorkflowStatus.TERMINATED}
+
+
+def _purge_statuses(
+    ctx: click.Context, param: click.Parameter, value: str
+) -> tuple[WorkflowStatus, ...]:
+    """``--purge-status complete,terminated`` as statuses."""
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    unknown = [name for name in names if name not in _FINISHED]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"{value!r}: give finished statuses separated by commas, from "
+            f"{', '.join(_FINISHED)} (e.g. complete,terminated)"
+        )
+    return tuple(dict.fromkeys(_FINISHED[name] for name in names))
 
 
 @click.command()
@@ -50,32 +76,39 @@ __all__ = ["worker"]
     "--concurrency",
     type=click.IntRange(min=1, max=1_000_000),
     default=None,
-    help="Workflow passes run at once (HostOptions.max_concurrent_workflows).",
+    envvar="WFE_CONCURRENCY",
+    help="Workflow passes run at once (HostOptions.max_concurrent_workflows). "
+    "Env: WFE_CONCURRENCY.",
 )
 @click.option(
     "--poll-interval",
     type=FiniteFloatRange(min=0.01),
     default=None,
-    help="Seconds between looks for due work (HostOptions.poll_interval).",
+    envvar="WFE_POLL_INTERVAL",
+    help="Seconds between looks for due work (HostOptions.poll_interval). Env: WFE_POLL_INTERVAL.",
 )
 @click.option(
     "--stop-timeout",
     type=FiniteFloatRange(min=0),
     default=None,
-    help="Seconds stopping waits for running steps (HostOptions.stop_timeout).",
+    envvar="WFE_STOP_TIMEOUT",
+    help="Seconds stopping waits for running steps (HostOptions.stop_timeout). "
+    "Env: WFE_STOP_TIMEOUT.",
 )
 @click.option(
     "--steps/--no-steps",
     default=True,
     show_default=True,
-    help="Log every step, not only workflows.",
+    envvar="WFE_STEPS",
+    help="Log every step, not only workflows. Env: WFE_STEPS=0|1.",
 )
 @click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
     default="warning",
     show_default=True,
-    help="Level of the log on stderr: wfe's records and your steps'.",
+    envvar="WFE_LOG_LEVEL",
+    help="Level of the log on stderr: wfe's records and your steps'. Env: WFE_LOG_LEVEL.",
 )
 @click.option(
     "--log-format",
@@ -111,6 +144,35 @@ __all__ = ["worker"]
     "says (OTEL_TRACES_EXPORTER=otlp|console|none, OTEL_EXPORTER_OTLP_ENDPOINT, "
     "OTEL_SERVICE_NAME). Needs wfe-otel. Env: WFE_OTEL=1.",
 )
+@click.option(
+    "--purge-after",
+    "purge_after",
+    envvar="WFE_PURGE_AFTER",
+    default=None,
+    metavar="DURATION",
+    callback=duration_param,
+    help="Retention: delete finished instances that ended longer ago than this (e.g. "
+    "30d), at start and then every --purge-every. Default: keep them.",
+)
+@click.option(
+    "--purge-status",
+    "purge_status",
+    envvar="WFE_PURGE_STATUS",
+    default="complete,terminated",
+    show_default=True,
+    callback=_purge_statuses,
+    help="Which finished instances --purge-after deletes (comma-separated).",
+)
+@click.option(
+    "--purge-every",
+    "purge_every",
+    envvar="WFE_PURGE_EVERY",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    callback=duration_param,
+    help="How often --purge-after purges.",
+)
 @json_option
 def worker(
     app: str | None,
@@ -125,6 +187,9 @@ def worker(
     metrics_port: int | None,
     metrics_host: str,
     otel: bool,
+    purge_after: timedelta | None,
+    purge_status: tuple[WorkflowStatus, ...],
+    purge_every: timedelta,
     as_json: bool,
 ) -> None:
     """Run a worker: a host running the workflows of --app until Ctrl-C or SIGTERM.
@@ -137,6 +202,9 @@ def worker(
     one line on stderr and exit status 128 + the signal's number (130 for Ctrl-C, 143
     for SIGTERM), as if killed by it. Steps still running are abandoned; as after a
     crash, they run again (on this or another worker) once their lock lease expires.
+
+    --purge-after 30d keeps the store small: finished instances that ended more than
+    30 days ago are deleted at start and then every hour (--purge-every).
     """
     spec = need_app(app, "worker")
     store = store_url(url)
@@ -153,7 +221,12 @@ def worker(
         options = HostOptions(**fields)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from exc
-    run(_worker(store, spec, services, options, log, (metrics_port, metrics_host, otel)))
+    if purge_every.total_seconds() <= 0:
+        raise click.BadParameter("must be longer than 0", param_hint="'--purge-every'")
+    retention = None
+    if purge_after is not None:
+        retention = _Retention(purge_after, purge_status, purge_every)
+    run(_worker(store, spec, services, options, log, (metrics_port, metrics_host, otel), retention))
 
 
 def _setup_logging(level: str, log_format: str) -> None:
@@ -244,10 +317,20 @@ async def _worker(
     options: HostOptions,
     log: _WorkerLog,
     telemetry: tuple[int | None, str, bool] = (None, "127.0.0.1", False),
+    retention: _Retention | None = None,
 ) -> None:
     host, definitions = await open_worker(url, spec, services, options)
     host.on_lifecycle_event(log.handle)
     running: list[bool] = []
+    purging: list[asyncio.Task[None]] = []
+    if retention is not None and Capability.PURGE not in host.persistence.capabilities:
+        with contextlib.suppress(Exception):
+            await host.persistence.close()
+        raise click.ClickException(
+            f"--purge-after: the store at {redact_url(url)} "
+            f"({type(host.persistence).__name__}) does not support purging (it does not "
+            "declare the PURGE capability)"
+        )
 
     def started() -> None:
         running.append(True)
@@ -264,8 +347,12 @@ async def _worker(
             pid=os.getpid(),
             workflows=[{"id": d.id, "version": d.version} for d in definitions],
         )
+        if retention is not None:
+            purging.append(asyncio.get_running_loop().create_task(retention.run(host, log)))
 
     def stopping(signal_name: str | None) -> None:
+        for task in purging:  # before the host closes its store
+            task.cancel()
         log.info(
             "worker_stopping",
             f"{signal_name or 'stop'}: stopping, waiting for running steps (again to force)",
@@ -289,8 +376,57 @@ async def _worker(
             await host.persistence.close()
         raise click.ClickException(f"cannot start the worker on {redact_url(url)}: {exc}") from exc
     finally:
+        for task in purging:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await telemetry_scope.aclose()
     log.info("worker_stopped", "worker stopped")
+
+
+class _Retention:
+    """``--purge-after``: purge finished instances older than ``after`` now and then
+    every ``every``, by the engine's clock (:mod:`wfe_core.clock`)."""
+
+    def __init__(
+        self, after: timedelta, statuses: tuple[WorkflowStatus, ...], every: timedelta
+    ) -> None:
+        self.after = after
+        self.statuses = statuses
+        self.every = every
+
+    async def run(self, host: Any, log: _WorkerLog) -> None:
+        """Purge, sleep, purge... until cancelled; a failed purge is logged and retried
+        at the next round."""
+        while True:
+            await self.purge_once(host, log)
+            await clock.sleep(self.every.total_seconds())
+
+    async def purge_once(self, host: Any, log: _WorkerLog) -> None:
+        """One round: every status in turn."""
+        try:
+            cutoff = clock.now() - self.after
+        except OverflowError:
+            return  # nothing ended before the year 1
+        for status in self.statuses:
+            try:
+                count = await host.persistence.purge_workflows(status, cutoff)
+            except WfeError as exc:
+                logging.getLogger("wfe.worker").warning(
+                    "retention: purging %s instances failed (retrying in %s): %s",
+                    status.value,
+                    self.every,
+                    exc,
+                )
+                continue
+            log.info(
+                "workflows_purged",
+                f"retention: purged {count} {status.value} workflow"
+                f"{'s' if count != 1 else ''} that ended before {cutoff:%Y-%m-%d %H:%M:%S} UTC",
+                status=status.value,
+                purged=count,
+                older_than=cutoff.isoformat(),
+            )
 
 
 async def _telemetry(

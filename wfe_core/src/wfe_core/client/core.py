@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -28,6 +27,7 @@ from wfe_core.client.children import (
     parent_of,
 )
 from wfe_core.client.idempotency import check_event_id, same_event
+from wfe_core.client.middleware import run_middleware, takes_next, wrap_pass
 from wfe_core.crashpoints import crash_point
 from wfe_core.errors import (
     ConcurrencyError,
@@ -110,7 +110,8 @@ class ClientCore:
         """Hooks around passes and steps (:mod:`wfe_core.telemetry`; e.g. ``wfe_otel``),
         or None: off, costing nothing. Set it before the host starts."""
         self.registry = WorkflowRegistry()
-        self._workflow_middleware: dict[MiddlewarePhase, list[WorkflowMiddleware]] = {
+        # (middleware, whether it wraps: takes (instance, next)) per phase, in order
+        self._workflow_middleware: dict[MiddlewarePhase, list[tuple[WorkflowMiddleware, bool]]] = {
             phase: [] for phase in MiddlewarePhase
         }
         self._step_middleware: list[StepMiddleware] = []
@@ -218,8 +219,18 @@ class ClientCore:
         self, phase: MiddlewarePhase, middleware: WorkflowMiddleware
     ) -> None:
         """Run ``middleware(instance)`` (sync or async) in ``phase``: PRE_WORKFLOW where
-        an instance is started (a client too), the others where it runs (a host)."""
-        self._workflow_middleware[MiddlewarePhase(phase)].append(middleware)
+        an instance is started (a client too), the others where it runs (a host). A
+        middleware taking two parameters, ``async mw(instance, next)``, wraps the rest:
+        in EXECUTE_WORKFLOW ``await next()`` runs the pass (so it can time or set up
+        around each pass; the first registered is the outermost, and the pass runs once
+        whatever a middleware does); elsewhere ``next()`` runs the phase's later
+        middleware. See :data:`~wfe_core.options.WorkflowMiddleware`."""
+        if not callable(middleware):
+            raise TypeError(
+                f"a workflow middleware must be callable, not {type(middleware).__name__}"
+            )
+        wraps = takes_next(middleware)
+        self._workflow_middleware[MiddlewarePhase(phase)].append((middleware, wraps))
 
     def use_step_middleware(self, middleware: StepMiddleware) -> None:
         """Wrap every user step: ``async mw(context, next) -> ExecutionResult``; the first
@@ -302,23 +313,18 @@ class ClientCore:
     async def _run_workflow_middleware(
         self, phase: MiddlewarePhase, instance: WorkflowInstance
     ) -> None:
-        for mw in self._workflow_middleware[phase]:
-            try:
-                result = mw(instance)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                if phase is MiddlewarePhase.PRE_WORKFLOW:
-                    raise
-                log.exception(
-                    "%s middleware failed for workflow %s",
-                    phase.value,
-                    instance.id,
-                    extra={
-                        "workflow_id": instance.id,
-                        "definition": instance.workflow_definition_id,
-                    },
-                )
+        """The phase's middleware in order (EXECUTE_WORKFLOW: the plain ones, after the
+        pass). A failure stops PRE_WORKFLOW (nothing is started) and is logged in the
+        other phases, where the rest still run."""
+        await run_middleware(self._workflow_middleware[phase], phase, instance)
+
+    async def _wrap_pass(
+        self, instance: WorkflowInstance, run_pass: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run ``run_pass`` inside the wrapping EXECUTE_WORKFLOW middleware (see
+        :func:`wfe_core.client.middleware.wrap_pass`)."""
+        chain = self._workflow_middleware[MiddlewarePhase.EXECUTE_WORKFLOW]
+        await wrap_pass(chain, instance, run_pass)
 
     async def workflow_ended(self, instance: WorkflowInstance, status: WorkflowStatus) -> None:
         """After the write that ended ``instance``: post-workflow middleware, waiters

@@ -152,7 +152,10 @@ class PassRunner:
             if await suspend_if_undecodable(client, instance):  # poison data: set aside
                 return
             try:
-                await self.executor.run_pass(instance, definition, control)
+                running = instance
+                await client._wrap_pass(
+                    running, lambda: self.executor.run_pass(running, definition, control)
+                )
             except ControlPending as pending:
                 # A suspend / resume / terminate request from elsewhere: apply it to the
                 # instance as this pass left it (its last step's result included).
