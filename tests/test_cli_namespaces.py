@@ -153,3 +153,13 @@ def test_a_bad_namespace_in_the_environment_is_refused(url: str) -> None:
     result = wfe("list", "--url", url, env={"WFE_NAMESPACE": "Bad Name"})
     assert result.exit_code != 0
     assert "WFE_NAMESPACE" in result.stderr
+
+
+def test_the_demo_runs_in_the_namespace_given(url: str) -> None:
+    """``wfe --namespace NAME demo`` places its orders in that namespace only."""
+    result = wfe("--namespace", "demo_ns", "demo", "--url", url, "--json", "--orders", "3")
+    assert result.exit_code == 0, result.stderr or result.stdout
+    placed = {o["workflow_id"] for o in json.loads(result.stdout)["orders"]}
+    assert len(placed) == 3
+    assert set(listed(url, "--namespace", "demo_ns")) >= placed
+    assert listed(url) == []

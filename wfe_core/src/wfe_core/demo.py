@@ -205,19 +205,20 @@ class _Stores:
     """Opens hosts on the demo's store: a fresh store connection per worker (a real
     restart), except for ``memory://``, whose data lives in one provider object."""
 
-    def __init__(self, url: str, options: HostOptions) -> None:
+    def __init__(self, url: str, options: HostOptions, namespace: str | None = None) -> None:
         self.url = url
         self.options = options
+        self.store_options: dict[str, Any] = {} if namespace is None else {"namespace": namespace}
         self.shared: WorkflowHost | None = None
         if url_scheme(url) == "memory":
-            self.shared = WorkflowHost.from_url(url)
+            self.shared = WorkflowHost.from_url(url, **self.store_options)
 
     def worker(self) -> WorkflowHost:
         """A new (not yet started) worker host with the demo workflow registered."""
         if self.shared is not None:
             host = WorkflowHost(self.shared.persistence, options=self.options)
         else:
-            host = WorkflowHost.from_url(self.url, options=self.options)
+            host = WorkflowHost.from_url(self.url, options=self.options, **self.store_options)
         for wf in workflows:
             host.register_workflow(type(wf)())
         return host
@@ -234,7 +235,7 @@ class _Stores:
                 lifecycle=shared.lifecycle,
             )
         else:
-            client = WorkflowClient.from_url(self.url)
+            client = WorkflowClient.from_url(self.url, **self.store_options)
         client.register_type(OrderData, Payment)
         async with client:
             yield client
@@ -311,8 +312,10 @@ async def run_demo(
     payment_window: float = 4.0,
     console: Console | None = None,
     timeout: float = 45.0,
+    namespace: str | None = None,
 ) -> list[DemoOrder]:
-    """Run the demo on the store at ``url``; return how each order ended.
+    """Run the demo on the store at ``url`` (in ``namespace``: None lets the store
+    resolve it); return how each order ended.
 
     ``orders`` (at least 3) orders are placed; the last one is never paid and is
     cancelled after ``payment_window`` seconds. Progress goes to ``console``. Raises
@@ -322,7 +325,7 @@ async def run_demo(
         raise ValueError("the demo needs at least 3 orders")
     console = console or Console()
     options = HostOptions(poll_interval=0.2, idle_time=0.02, stop_timeout=10.0)
-    stores = _Stores(url, options)
+    stores = _Stores(url, options, namespace)
     tag = secrets.token_hex(2).upper()
     run = _Run(
         [DemoOrder(f"{tag}-{i}", Decimal(10 * i) + Decimal("0.50")) for i in range(1, orders + 1)]

@@ -161,6 +161,11 @@ class MiddlewareScenarioTests(ScenarioBase):
             MiddlewareWorkflow(rec), Data(), configure=configure
         )
         assert inst.status == WorkflowStatus.COMPLETE
+        # the pass's last write ends the workflow (waiters wake) before the pass returns
+        # through the middleware: wait for the outermost one to finish
+        await self.until(
+            lambda: "outer:after:complete" in rec.names, "the EXECUTE_WORKFLOW middleware"
+        )
         names = rec.names
         assert names[:3] == ["pre-outer:before:runnable", "pre:plain", "pre-outer:after:runnable"]
         assert rec.count("step") == 1

@@ -14,6 +14,7 @@ from wfe_core.cli.options import (
     FiniteFloatRange,
     json_option,
     run,
+    store_namespace,
     store_url,
     url_option,
 )
@@ -60,7 +61,11 @@ def demo(url: str | None, orders: int, payment_window: float, as_json: bool) -> 
     async def go() -> Any:
         try:
             return await run_demo(
-                store, orders=orders, payment_window=payment_window, console=console
+                store,
+                orders=orders,
+                payment_window=payment_window,
+                console=console,
+                namespace=store_namespace(store),
             )
         except TimeoutError as exc:
             raise click.ClickException(str(exc)) from exc
