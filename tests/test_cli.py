@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
 import signal
 import sqlite3
-import subprocess
 import sys
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +28,7 @@ from click.testing import CliRunner, Result
 from wfe_core.cli import cli, coerce, jsonable, parse_duration
 from wfe_core.demo import OrderData
 from wfe_core.registry import StoreComponents
+from worker_process import WorkerProcess
 
 from wfe_core import (
     Capability,
@@ -45,7 +42,6 @@ from wfe_core import (
 from wfe_memory import MemoryPersistenceProvider
 
 APP = "wfe_core.demo:workflows"
-WFE = Path(sys.executable).with_name("wfe")
 
 
 class _KeptMemoryProvider(MemoryPersistenceProvider):
@@ -919,91 +915,11 @@ def test_demo_on_the_default_sqlite_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("WFE_URL", "WFE_APP")}
-    env.update(extra)
-    return env
-
-
-class _Worker:
-    """A ``wfe worker`` subprocess whose stdout lines can be awaited."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [str(WFE), "worker", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=cwd,
-            env=_env(PYTHONUNBUFFERED="1"),
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for_line(self, needle: str, timeout: float = 30.0) -> str:
-        for line in self.lines:
-            if needle in line:
-                return line
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                item = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if item is None:
-                self._queue.put(None)
-                break
-            self.lines.append(item)
-            if needle in item:
-                return item
-        raise AssertionError(f"no line with {needle!r} in {self.lines!r}")
-
-    def stop(self, sig: signal.Signals, timeout: float = 30.0) -> tuple[int, str, str]:
-        self.proc.send_signal(sig)
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout)
-        assert self.proc.stderr is not None
-        err = self.proc.stderr.read()
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                break
-            self.lines.append(item)
-        return code, "".join(self.lines), err
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.fixture
-def workers() -> Iterator[list[_Worker]]:
-    started: list[_Worker] = []
-    yield started
-    for w in started:
-        w.kill()
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_worker_stops_cleanly_on_signal(
-    tmp_path: Path, workers: list[_Worker], sig: signal.Signals
+    tmp_path: Path, workers: list[WorkerProcess], sig: signal.Signals
 ) -> None:
-    worker = _Worker(["--app", APP, "--url", "memory://"], tmp_path)
+    worker = WorkerProcess(["--app", APP, "--url", "memory://"], tmp_path)
     workers.append(worker)
     line = worker.wait_for_line("worker started")
     assert "order v1" in line
@@ -1013,8 +929,10 @@ def test_worker_stops_cleanly_on_signal(
     assert "worker stopped" in out
 
 
-def test_worker_json_lines(tmp_path: Path, workers: list[_Worker]) -> None:
-    worker = _Worker(["--app", APP, "--url", "memory://", "--json", "--concurrency", "4"], tmp_path)
+def test_worker_json_lines(tmp_path: Path, workers: list[WorkerProcess]) -> None:
+    worker = WorkerProcess(
+        ["--app", APP, "--url", "memory://", "--json", "--concurrency", "4"], tmp_path
+    )
     workers.append(worker)
     first = json.loads(worker.wait_for_line('"worker_started"'))
     assert first["event"] == "worker_started"
@@ -1027,10 +945,10 @@ def test_worker_json_lines(tmp_path: Path, workers: list[_Worker]) -> None:
 
 
 def test_worker_runs_workflows_started_and_resumed_from_the_cli(
-    tmp_path: Path, workers: list[_Worker]
+    tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'shared.db'}"
-    worker = _Worker(["--app", APP, "--url", url, "--poll-interval", "0.1"], tmp_path)
+    worker = WorkerProcess(["--app", APP, "--url", url, "--poll-interval", "0.1"], tmp_path)
     workers.append(worker)
     worker.wait_for_line("worker started")
     started = ok_json(
@@ -1100,10 +1018,12 @@ SLOW_APP = """
 """
 
 
-def test_worker_stop_waits_for_the_running_step(tmp_path: Path, workers: list[_Worker]) -> None:
+def test_worker_stop_waits_for_the_running_step(
+    tmp_path: Path, workers: list[WorkerProcess]
+) -> None:
     app = make_app(tmp_path, SLOW_APP, "register")
     url = f"sqlite:///{tmp_path / 'slow.db'}"
-    worker = _Worker(["--app", app, "--url", url, "--poll-interval", "0.1"], tmp_path)
+    worker = WorkerProcess(["--app", app, "--url", url, "--poll-interval", "0.1"], tmp_path)
     workers.append(worker)
     worker.wait_for_line("worker started")
     wid = ok_json("start", "slow", "--app", app, "--url", url, "--data", "{}")["id"]
@@ -1169,12 +1089,14 @@ def worker_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     indirect=["worker_store"],
 )
 def test_second_signal_forces_a_prompt_exit(
-    tmp_path: Path, workers: list[_Worker], worker_store: str, sig: signal.Signals
+    tmp_path: Path, workers: list[WorkerProcess], worker_store: str, sig: signal.Signals
 ) -> None:
     """A second SIGTERM / Ctrl-C while the worker waits for a running step ends it at
     once: status 128 + the signal's number, one line on stderr, no traceback."""
     app = make_app(tmp_path, BLOCKING_APP, "register")
-    worker = _Worker(["--app", app, "--url", worker_store, "--poll-interval", "0.1"], tmp_path)
+    worker = WorkerProcess(
+        ["--app", app, "--url", worker_store, "--poll-interval", "0.1"], tmp_path
+    )
     workers.append(worker)
     worker.wait_for_line("worker started")
     ok_json("start", "block", "--app", app, "--url", worker_store, "--data", "{}")
@@ -1232,13 +1154,15 @@ CANCELLABLE_APP = """
 
 @pytest.mark.parametrize("worker_store", ["sqlite", "postgres"], indirect=True)
 def test_terminate_from_another_process_reaches_the_running_step(
-    tmp_path: Path, workers: list[_Worker], worker_store: str
+    tmp_path: Path, workers: list[WorkerProcess], worker_store: str
 ) -> None:
     """`wfe terminate` in another process while a worker runs a long step returns at
     once; the step sees context.cancelled within about a second, the next step never
     runs, and the instance ends TERMINATED."""
     app = make_app(tmp_path, CANCELLABLE_APP, "register")
-    worker = _Worker(["--app", app, "--url", worker_store, "--poll-interval", "0.1"], tmp_path)
+    worker = WorkerProcess(
+        ["--app", app, "--url", worker_store, "--poll-interval", "0.1"], tmp_path
+    )
     workers.append(worker)
     worker.wait_for_line("worker started")
     wid = ok_json("start", "block", "--app", app, "--url", worker_store, "--data", "{}")["id"]

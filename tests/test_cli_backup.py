@@ -11,17 +11,10 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
-import queue
-import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
-import threading
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,10 +24,12 @@ from click.testing import CliRunner, Result
 from wfe_core.cli import cli
 from wfe_core.client import WorkflowClient
 from wfe_core.models import WorkflowInstance, WorkflowStatus
+from worker_process import WFE, WorkerProcess, clean_env
 
 from wfe_sqlite import SqlitePersistenceProvider
 
-WFE = Path(sys.executable).with_name("wfe")
+_WORKER_FLAGS = ["--json", "--no-steps"]
+"""Every worker of these tests writes JSON lines and no step progress."""
 
 APP = """
     from datetime import datetime, timezone
@@ -109,75 +104,6 @@ def open_client(url: str, tmp_path: Path, spec: str) -> WorkflowClient:
     return client
 
 
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("WFE_URL", "WFE_APP")}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-class _Worker:
-    """A ``wfe worker --json`` subprocess whose stdout lines can be awaited."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [str(WFE), "worker", "--json", "--no-steps", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=cwd,
-            env=_env(),
-        )
-        self.lines: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
-
-    def wait_for_line(self, needle: str, timeout: float = 60.0) -> str:
-        for line in self.lines:
-            if needle in line:
-                return line
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                item = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if item is None:
-                self._queue.put(None)
-                break
-            self.lines.append(item)
-            if needle in item:
-                return item
-        err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
-        raise AssertionError(f"no line with {needle!r} in {self.lines!r} {err}")
-
-    def stop(self, timeout: float = 60.0) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
-@pytest.fixture
-def workers() -> Iterator[list[_Worker]]:
-    started: list[_Worker] = []
-    yield started
-    for w in started:
-        w.kill()
-
-
 async def _wait_until(check: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not await check():
@@ -192,7 +118,7 @@ async def _wait_until(check: Any, timeout: float, what: str) -> None:
 @pytest.mark.anyio
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 async def test_backup_under_load_restores_and_resumes(
-    tmp_path: Path, workers: list[_Worker]
+    tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     """A backup taken while a worker runs and a client starts and publishes; restored
     under a new name and served by a new worker, every instance in it completes, each
@@ -201,7 +127,9 @@ async def test_backup_under_load_restores_and_resumes(
     app = make_app(tmp_path)
     live = tmp_path / "live.db"
     url = f"sqlite:///{live}"
-    source = _Worker(["--app", app, "--url", url, "--poll-interval", "0.1"], tmp_path)
+    source = WorkerProcess(
+        [*_WORKER_FLAGS, "--app", app, "--url", url, "--poll-interval", "0.1"], tmp_path
+    )
     workers.append(source)
     source.wait_for_line('"worker_started"')
 
@@ -234,7 +162,7 @@ async def test_backup_under_load_restores_and_resumes(
         proc = await asyncio.create_subprocess_exec(
             str(WFE), "backup", str(dest), "--url", url, "--json",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            cwd=tmp_path, env=_env(),
+            cwd=tmp_path, env=clean_env(),
         )  # fmt: skip
         out, err = await asyncio.wait_for(proc.communicate(), 60)
         stop_load.set()
@@ -246,7 +174,7 @@ async def test_backup_under_load_restores_and_resumes(
     assert report["dest"] == str(dest)
     assert report["integrity"] == "ok"
     assert report["size"] == dest.stat().st_size
-    assert source.stop() == 0
+    assert source.stop()[0] == 0
 
     # restore: the copy in place of a database file, a worker on it
     restored = tmp_path / "restored.db"
@@ -259,7 +187,9 @@ async def test_backup_under_load_restores_and_resumes(
     assert len(ids) == report["instances"]
     assert 60 < len(ids) <= started_total  # taken while the load was starting more
     restored_url = f"sqlite:///{restored}"
-    worker = _Worker(["--app", app, "--url", restored_url, "--poll-interval", "0.1"], tmp_path)
+    worker = WorkerProcess(
+        [*_WORKER_FLAGS, "--app", app, "--url", restored_url, "--poll-interval", "0.1"], tmp_path
+    )
     workers.append(worker)
     worker.wait_for_line('"worker_started"')
 
@@ -278,7 +208,7 @@ async def test_backup_under_load_restores_and_resumes(
             done = await client.get_workflow_instance(i)
             # every step ran exactly once: nothing lost, nothing run twice
             assert done.data["log"] == ["first", "last"], (i, done.data)
-    assert worker.stop() == 0
+    assert worker.stop()[0] == 0
 
 
 # ---------------------------------------------------------------------------- refusals
@@ -371,7 +301,7 @@ def test_backup_help_is_listed() -> None:
 
 
 def test_worker_purge_after_deletes_old_finished_instances(
-    tmp_path: Path, workers: list[_Worker]
+    tmp_path: Path, workers: list[WorkerProcess]
 ) -> None:
     app = make_app(tmp_path)
     db = tmp_path / "ret.db"
@@ -398,8 +328,8 @@ def test_worker_purge_after_deletes_old_finished_instances(
             return ids
 
     ids = asyncio.run(seed())
-    worker = _Worker(
-        ["--app", app, "--url", f"sqlite:///{db}", "--purge-after", "30d",
+    worker = WorkerProcess(
+        [*_WORKER_FLAGS, "--app", app, "--url", f"sqlite:///{db}", "--purge-after", "30d",
          "--purge-status", "complete, terminated"],
         tmp_path,
     )  # fmt: skip
@@ -410,7 +340,7 @@ def test_worker_purge_after_deletes_old_finished_instances(
     assert complete["event"] == terminated["event"] == "workflows_purged"
     assert complete["purged"] == 1
     assert terminated["purged"] == 1
-    assert worker.stop() == 0
+    assert worker.stop()[0] == 0
 
     conn = sqlite3.connect(db)
     try:
@@ -420,13 +350,13 @@ def test_worker_purge_after_deletes_old_finished_instances(
     assert left == {ids["recent_complete"], ids["old_running"]}
 
 
-def test_worker_purges_again_every_interval(tmp_path: Path, workers: list[_Worker]) -> None:
+def test_worker_purges_again_every_interval(tmp_path: Path, workers: list[WorkerProcess]) -> None:
     """With --purge-every 1s the worker purges again: an instance finished after the
     first round (a quick workflow) is gone by a later one."""
     app = make_app(tmp_path)
     url = f"sqlite:///{tmp_path / 'again.db'}"
-    worker = _Worker(
-        ["--app", app, "--url", url, "--purge-after", "1s", "--purge-every", "1s",
+    worker = WorkerProcess(
+        [*_WORKER_FLAGS, "--app", app, "--url", url, "--purge-after", "1s", "--purge-every", "1s",
          "--purge-status", "complete", "--poll-interval", "0.1"],
         tmp_path,
     )  # fmt: skip
@@ -450,7 +380,7 @@ def test_worker_purges_again_every_interval(tmp_path: Path, workers: list[_Worke
     purged = json.loads(worker.wait_for_line('"purged": 1'))
     assert purged["event"] == "workflows_purged"
     assert purged["status"] == "complete"
-    assert worker.stop() == 0
+    assert worker.stop()[0] == 0
 
 
 @pytest.mark.parametrize(
