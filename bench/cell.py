@@ -22,7 +22,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--store", choices=["memory", "sqlite", "postgres", "postgres+redis"], required=True
     )
-    p.add_argument("--workload", choices=["throughput", "event"], required=True)
+    p.add_argument(
+        "--workload",
+        choices=["throughput", "event", "user", "user_async", "user_event"],
+        required=True,
+    )
     p.add_argument("--n", type=int, default=200)
     p.add_argument("--concurrency", type=int, default=1)
     p.add_argument("--json", dest="json_out", default=None)

@@ -358,6 +358,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     """Entry point used by bench.cell."""
     if args.workload == "throughput":
         result = await run_throughput(args.store, args.n, args.concurrency)
+    elif args.workload in ("user", "user_async"):
+        from bench.user_path import run_user
+
+        result = await run_user(args.store, args.n, args.concurrency, args.workload)
+    elif args.workload == "user_event":
+        from bench.user_path import run_user_event
+
+        result = await run_user_event(args.store, args.n, args.concurrency)
     else:
         result = await run_event(args.store, args.n, args.concurrency)
     result["versions"] = {**versions(), "wfe": _wfe_version()}

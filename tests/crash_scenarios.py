@@ -57,8 +57,9 @@ from wfe_core.queues import QueueType
 
 from wfe_core import HostOptions, Workflow, WorkflowHost
 
-SCENARIOS = ("event", "activity", "child", "terminate", "child_terminate")
-"""event: a -> wait_for(go) -> b; activity: a -> activity(work) -> b; child:
+SCENARIOS = ("event", "control", "activity", "child", "terminate", "child_terminate")
+"""event: a -> wait_for(go) -> b; control: a -> if(true){b} -> c; activity:
+a -> activity(work) -> b; child:
 a -> sub_workflow(child: c) -> b; terminate: a -> wait_for(never) -> b, terminated;
 child_terminate: a -> sub_workflow(child: c -> wait_for(never), terminated) -> b, the
 parent terminated by its step's error policy when it hears that the child was."""
@@ -163,8 +164,23 @@ class TerminatedChildParentFlow(Workflow[dict[str, Any]]):
         ).then(_step("b"))
 
 
+class ControlFlow(Workflow[dict[str, Any]]):
+    """a, an if-block holding b (a control step: its result is written with b's
+    checkpoint), c."""
+
+    id = "crash-control"
+    data_type = dict
+
+    def build(self, builder: WorkflowBuilder[dict[str, Any]]) -> None:
+        """Steps."""
+        builder.start_with(_step("a")).if_(lambda data: True).do(
+            lambda branch: branch.start_with(_step("b"))
+        ).then(_step("c"))
+
+
 _MAIN = {
     "event": EventFlow.id,
+    "control": ControlFlow.id,
     "activity": ActivityFlow.id,
     "child": ParentFlow.id,
     "terminate": TerminateFlow.id,
@@ -187,6 +203,8 @@ MUTANTS: dict[str, str] = {
     "child-swap": "the child is stored after (not before) the parent's checkpoint",
     "child-drop": "the child is never stored",
     "control-swap": "terminate drops subscriptions and publishes the end before saving",
+    "share-user": "a user step's result waits for the next step's checkpoint, as a "
+    "control step's does",
 }
 """``WFE_TEST_MUTANT`` values: each breaks one durable path (see :func:`_apply_mutant`)."""
 
@@ -328,6 +346,12 @@ async def _mutant_apply_control(
     return True
 
 
+def _mutant_shares_checkpoint(self: _Pass, p: ExecutionPointer) -> bool:
+    """``share-user``: every step (a user step too) leaves its result to the next
+    checkpoint while another step is ready."""
+    return bool(self.ready) and not self.errors and self.ended_status is None
+
+
 def _apply_mutant(mutant: str) -> None:
     """Patch the broken copy named ``mutant`` (a key of :data:`MUTANTS`) into wfe."""
     if mutant not in MUTANTS:
@@ -337,6 +361,8 @@ def _apply_mutant(mutant: str) -> None:
         EventDelivery.deliver = _mutant_deliver  # type: ignore[method-assign]
     elif kind == "checkpoint":
         _Pass._checkpoint = _mutant_checkpoint  # type: ignore[method-assign]
+    elif kind == "share":
+        _Pass._shares_checkpoint = _mutant_shares_checkpoint  # type: ignore[method-assign]
     elif kind == "start":
         WorkflowHost.start_workflow = _mutant_start_workflow  # type: ignore[method-assign]
     elif kind == "child":
@@ -421,6 +447,7 @@ async def _worker(scenario: str, db: str, phase: str, timeout: float) -> dict[st
     host = WorkflowHost.from_url(f"sqlite:///{db}", options=options)
     flows: tuple[Workflow[Any], ...] = (
         EventFlow(),
+        ControlFlow(),
         ActivityFlow(),
         ChildFlow(),
         ParentFlow(),
@@ -508,6 +535,8 @@ def check_outcome(outcome: Outcome, scenario: str, may_rerun: frozenset[str]) ->
     else:
         assert outcome.status == "complete", outcome
         expected = {"a", "b"}  # b ran: the event / activity result / child end arrived
+    if scenario == "control":
+        expected.add("c")
     if scenario in _CHILD:
         child_status = "complete" if scenario == "child" else "terminated"
         assert outcome.child_status == child_status, outcome

@@ -63,6 +63,8 @@ TEETH: list[tuple[str, str, str, frozenset[str]]] = [
     # a wait nothing can end. Caught only at the new point between the two writes;
     # killed at control.after_persist (after both) it survives
     ("control-swap", "terminate", "control.after_subscriptions", frozenset()),
+    # a's result rides on b's checkpoint, lost in the crash: a, a user step, runs again
+    ("share-user", "control", "checkpoint.before_persist", frozenset({"b"})),
     ("control-swap", "child_terminate", "control.after_subscriptions", frozenset()),
 ]
 

@@ -26,6 +26,10 @@ CASES: list[tuple[str, str, frozenset[str]]] = [
     ("checkpoint.before_persist:3", "event", frozenset({"b"})),  # b's (after the wait)
     ("checkpoint.after_persist", "event", frozenset()),
     ("checkpoint.after_persist:3", "event", frozenset()),
+    # the if-block's result is written with b's checkpoint: lost with it, the if runs
+    # again (same decision) and so does b, the last user step -- never a
+    ("checkpoint.before_persist:2", "control", frozenset({"b"})),
+    ("checkpoint.after_persist:2", "control", frozenset()),
     ("delivery.after_persist", "event", frozenset()),
     ("delivery.after_subscription", "event", frozenset()),
     ("activity.after_submit", "activity", frozenset()),

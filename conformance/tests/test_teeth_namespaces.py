@@ -2,12 +2,13 @@
 
 Each case is a subclass of the in-memory provider whose ``in_namespace`` breaks one
 promise of ``NamespaceTests``: a sibling that shares all the data of the namespace it
-was opened from, or only its events, subscriptions, errors, commands, schedules or
-idempotency keys; a purge that reaches every namespace; an opener that gives a fresh,
-unrelated store each time or reports the wrong namespace; or lock and queue providers
-shared by every namespace. The suite runs against it in a pytest subprocess, each case
-in its own module, and the tests named in the case must fail; the healthy memory
-provider (with in-process lock and queue providers per namespace) must pass them all.
+was opened from, or only its events, subscriptions, errors, commands, schedules,
+stored definitions or idempotency keys; a purge that reaches every namespace; an
+opener that gives a fresh, unrelated store each time or reports the wrong namespace;
+or lock and queue providers shared by every namespace. The suite runs against it in a
+pytest subprocess, each case in its own module, and the tests named in the case must
+fail; the healthy memory provider (with in-process lock and queue providers per
+namespace) must pass them all.
 """
 
 from __future__ import annotations
@@ -144,6 +145,11 @@ CASES = [
         "shares_schedules",
         _sharing("('_schedules',)", "Schedules are global."),
         ("test_namespace_schedules_are_isolated",),
+    ),
+    Broken(
+        "shares_definitions",
+        _sharing("('_definitions',)", "Stored definitions are global."),
+        ("test_namespace_definitions_are_isolated",),
     ),
     Broken(
         "purges_every_namespace",

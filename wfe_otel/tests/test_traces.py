@@ -222,24 +222,39 @@ async def test_failed_and_terminated_workflows_are_counted_apart(telemetry: Tele
     assert boom.status.status_code is StatusCode.ERROR
 
 
-async def test_a_workflow_started_outside_any_span_gets_a_root_span(
+async def test_a_workflow_started_outside_any_span_is_one_trace_rooted_at_its_first_pass(
     telemetry: Telemetry,
 ) -> None:
+    """No span where it was started: the first pass span is the trace's root, its
+    context is stored with the instance, and the passes after the wait (a new pass on
+    the event) are its children -- one trace, no extra span."""
     async with MemoryPersistenceProvider() as store, WorkflowHost(store, options=FAST) as host:
-        host.register_workflow(Greet())
+        host.register_workflow(Traced())
         _instrument(host, telemetry)
-        wid = await host.start_workflow(Greet.id, {})
+        key = uuid.uuid4().hex
+        wid = await host.start_workflow(Traced.id, {"key": key})
+        await _until(lambda: _waiting(host, key))
+        stored = await host.persistence.get_workflow_instance(wid)
+        await host.publish_event("go", key, {"ok": True})
         assert (await host.wait_for_workflow(wid, 20)).status is WorkflowStatus.COMPLETE
+    carrier = stored.execution_pointers[0].extension_attributes[TRACE_CONTEXT_ATTRIBUTE]
     spans = telemetry.finished()
-    (root,) = _named(spans, f"wfe.workflow {Greet.id}")
+    assert not _named(spans, "wfe.workflow")
+    passes = sorted(_named(spans, f"wfe.pass {Traced.id}"), key=lambda s: s.start_time or 0)
+    assert len(passes) >= 2
+    root = passes[0]
     assert root.parent is None
     assert root.attributes is not None
     assert root.attributes["wfe.workflow.id"] == wid
-    passes = _named(spans, f"wfe.pass {Greet.id}")
-    assert passes
-    assert all(p.parent is not None and p.parent.span_id == root.context.span_id for p in passes)
+    assert carrier["traceparent"].split("-")[2] == format(root.context.span_id, "016x")
+    assert all(
+        p.parent is not None and p.parent.span_id == root.context.span_id for p in passes[1:]
+    )
     steps = _named(spans, "wfe.step ")
-    assert len(steps) == 2
+    assert {s.attributes["wfe.step.name"] for s in steps if s.attributes} >= {
+        "step 0 (first)",
+        "step 3 (last)",
+    }
     assert {s.context.trace_id for s in spans} == {root.context.trace_id}
 
 
@@ -301,3 +316,27 @@ async def test_gauges_read_the_store_and_group_commits(
 
         await _until(refreshed)
         made.close()
+
+
+async def test_a_pass_not_sampled_makes_no_step_spans_but_counts_its_steps() -> None:
+    """A sampler that keeps no trace: no span at all, yet every step run is measured."""
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    spans = InMemorySpanExporter()
+    tracer_provider = TracerProvider(sampler=ALWAYS_OFF)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    t = Telemetry(spans, tracer_provider, reader, meter_provider)
+    try:
+        async with MemoryPersistenceProvider() as store, WorkflowHost(store, options=FAST) as host:
+            host.register_workflow(Greet())
+            _instrument(host, t)
+            wid = await host.start_workflow(Greet.id, {})
+            assert (await host.wait_for_workflow(wid, 20)).status is WorkflowStatus.COMPLETE
+        assert t.finished() == []
+        assert t.count("wfe.step.duration", definition=Greet.id) == 2
+        assert t.total("wfe.workflows.completed", definition=Greet.id) == 1
+    finally:
+        meter_provider.shutdown()
+        tracer_provider.shutdown()

@@ -29,6 +29,7 @@ _ASSERT_REWRITTEN = (
     "wfe_conformance.capability_honesty",
     "wfe_conformance.commands",
     "wfe_conformance.concurrency",
+    "wfe_conformance.definitions",
     "wfe_conformance.durability",
     "wfe_conformance.events",
     "wfe_conformance.execution_errors",
@@ -55,10 +56,12 @@ _ASSERT_REWRITTEN = (
     "wfe_conformance.scenarios.middleware",
     "wfe_conformance.scenarios.retry_policy",
     "wfe_conformance.scenarios.sagas",
+    "wfe_conformance.scenarios.stored_definitions",
     "wfe_conformance.scenarios.scheduling",
     "wfe_conformance.scenarios.sub_workflows",
     "wfe_conformance.scenarios.support",
     "wfe_conformance.scenarios.timeouts",
+    "wfe_conformance.scenarios.user_tasks",
     "wfe_conformance.scenarios.waits",
     "wfe_conformance.schedules",
     "wfe_conformance.services",
@@ -77,6 +80,7 @@ from wfe_conformance.base import SuiteBase, requires
 from wfe_conformance.capability_honesty import CapabilityHonestyTests
 from wfe_conformance.commands import ScheduledCommandTests
 from wfe_conformance.concurrency import ConcurrencyTests
+from wfe_conformance.definitions import DefinitionStoreTests
 from wfe_conformance.durability import DurabilityTests, StoreOpener
 from wfe_conformance.events import EventRepositoryTests
 from wfe_conformance.execution_errors import ErrorRepositoryTests
@@ -96,6 +100,7 @@ from wfe_conformance.workflows import WorkflowRepositoryTests
 __all__ = [
     "CapabilityHonestyTests",
     "ConcurrencyTests",
+    "DefinitionStoreTests",
     "DurabilityTests",
     "ErrorRepositoryTests",
     "EventRepositoryTests",
@@ -144,6 +149,7 @@ class ProviderConformance(
     PoisonDataTests,
     OwnershipTests,
     ScheduleStoreTests,
+    DefinitionStoreTests,
     NamespaceTests,
 ):
     """Everything a provider package must pass: repositories, lock, queue, namespaces

@@ -2,10 +2,10 @@
 
 Several namespaces share one database and never see each other's data: instances
 (with their ids, idempotency keys, claims and control requests), events (and their
-ids), subscriptions, execution errors, scheduled commands, schedules, locks and queue
-items. The suite opens the database of the ``provider`` fixture (which is in the
-default namespace) again in two more namespaces, ``conf_a`` and ``conf_b``, through the
-``namespace_opener`` fixture the provider's test class overrides::
+ids), subscriptions, execution errors, scheduled commands, schedules, stored
+definitions, locks and queue items. The suite opens the database of the ``provider``
+fixture (which is in the default namespace) again in two more namespaces, ``conf_a`` and
+``conf_b``, through the ``namespace_opener`` fixture the provider's test class overrides::
 
     class TestMyStoreConformance(ProviderConformance):
         @pytest.fixture
@@ -32,6 +32,8 @@ from typing import Protocol
 import anyio
 import pytest
 from wfe_core.capabilities import Capability
+from wfe_core.definitions.errors import DefinitionNotFound
+from wfe_core.definitions.store import DefinitionRepository, StoredDefinition
 from wfe_core.errors import (
     ConcurrencyError,
     DuplicateIdempotencyKey,
@@ -436,6 +438,26 @@ class NamespaceTests(SuiteBase):
         got = await a.get_schedule(schedule.id)
         assert (got.data, got.next_fire_time, got.last_fire_time) == ({"in": "a"}, due, None)
         assert await a.claim_schedule_fire(schedule.id, due, None, "in-a")
+
+    async def test_namespace_definitions_are_isolated(
+        self, provider: PersistenceProvider, wfe_namespaces: _Opened
+    ) -> None:
+        """A definition stored in A is not listed or found in B; B stores its own text
+        under the same id and version."""
+        if not isinstance(provider, DefinitionRepository):
+            pytest.skip(f"{type(provider).__name__} is not a DefinitionRepository")
+        a = _store(await wfe_namespaces.open(NAMESPACE_A))
+        b = _store(await wfe_namespaces.open(NAMESPACE_B))
+        assert isinstance(a, DefinitionRepository), "the one opened in A stores no definitions"
+        assert isinstance(b, DefinitionRepository), "the one opened in B stores no definitions"
+        definition_id = f"def-{new_id()}"
+        await a.save_definition(StoredDefinition(definition_id, 1, "json", '{"in": "a"}'))
+        assert definition_id not in [d.definition_id for d in await b.list_definitions()]
+        with pytest.raises(DefinitionNotFound):
+            await b.get_definition(definition_id)
+        assert await b.save_definition(StoredDefinition(definition_id, 1, "json", '{"in": "b"}'))
+        assert (await a.get_definition(definition_id, 1)).text == '{"in": "a"}'
+        assert (await b.get_definition(definition_id, 1)).text == '{"in": "b"}'
 
     async def test_namespace_locks_are_isolated(self, wfe_namespaces: _Opened) -> None:
         """One lock resource is held in A and in B at once; in A it is held (a second

@@ -65,6 +65,15 @@ from wfe_core.schedules import (
     ScheduleRepository,
 )
 from wfe_core.serialization import register_type
+from wfe_core.user_tasks import (
+    OpenUserTask,
+    UserTaskError,
+    UserTaskInvalidOption,
+    UserTaskNotAssigned,
+    UserTaskNotFound,
+    UserTaskNotOpen,
+    UserTaskOption,
+)
 from wfe_core.workflow import Workflow
 
 __all__ = [
@@ -91,6 +100,7 @@ __all__ = [
     "LifecycleEvent",
     "LifecycleEventType",
     "MiddlewarePhase",
+    "OpenUserTask",
     "OverlapPolicy",
     "PendingActivity",
     "PointerStatus",
@@ -114,6 +124,12 @@ __all__ = [
     "SyncWorkflowClient",
     "SyncWorkflowHandle",
     "TokenMismatch",
+    "UserTaskError",
+    "UserTaskInvalidOption",
+    "UserTaskNotAssigned",
+    "UserTaskNotFound",
+    "UserTaskNotOpen",
+    "UserTaskOption",
     "WfeError",
     "Workflow",
     "WorkflowBuilder",

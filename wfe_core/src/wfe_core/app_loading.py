@@ -190,6 +190,8 @@ async def apply_app(host: WorkflowClient, spec: str) -> list[WorkflowDefinition]
             f"{spec}: registering the workflows failed: {type(exc).__name__}: {exc}"
         ) from exc
     definitions = host.registry.all()
-    if not definitions:
+    # an app may register no code workflow and run stored documents (definitions as
+    # data): setting host.definition_registry is registering something
+    if not definitions and host._definition_registry is None:
         raise AppLoadError(f"{spec} registered no workflows")
     return definitions

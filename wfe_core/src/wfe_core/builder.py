@@ -32,6 +32,7 @@ from typing import Any, Generic, Self, overload
 from typing_extensions import TypeVar
 
 from wfe_core import primitives as prim
+from wfe_core import user_tasks as ut
 from wfe_core.errors import DefinitionError
 from wfe_core.retry import RetryPolicy
 from wfe_core.steps import (
@@ -52,6 +53,7 @@ __all__ = [
     "DecideBuilder",
     "ParallelBuilder",
     "StepBuilder",
+    "UserTaskBuilder",
     "WhenBuilder",
     "WorkflowBuilder",
 ]
@@ -241,6 +243,27 @@ class _Chain(Generic[TData]):
         sb._set_input("version", lambda _d: version)
         if data is not None:
             sb._set_input("child_data", const_or_fn(data))
+        return sb
+
+    def user_task(
+        self,
+        prompt: str | Callable[[TData], str],
+        assign_to: str | Callable[[TData], str | None] | None = None,
+        *,
+        group: str | Callable[[TData], str | None] | None = None,
+    ) -> UserTaskBuilder[TData]:
+        """Wait for a person: open a task with ``prompt`` assigned to ``assign_to``
+        (a user) and/or ``group`` (values or fn(data)); chain ``.with_option(value,
+        label).do(branch)`` and ``.with_escalation(...)`` (see :mod:`wfe_core.user_tasks`)."""
+        if assign_to is None and group is None:
+            raise DefinitionError(f"user_task after {self._where()}: give assign_to= or group=")
+        spec, factory = ut.new_user_task_spec()
+        sb: UserTaskBuilder[TData] = UserTaskBuilder(
+            self._wb, self._add(factory, "user_task"), spec
+        )
+        sb._set_input("prompt", ut.prompt_fn(prompt))
+        sb._set_input("assign_to", ut.assignment_fn(assign_to, "assign_to"))
+        sb._set_input("group", ut.assignment_fn(group, "group"))
         return sb
 
     def end_workflow(self) -> StepBuilder[TData, prim.EndWorkflow]:
@@ -601,6 +624,17 @@ class ScheduleBuilder(Generic[TData, TChain]):
             sb.step.cancel_condition = None
         sb._add_branch(branch, None, self._name)
         return self._chain
+
+
+class UserTaskBuilder(
+    ut.UserTaskChain[TData, WorkflowBuilder[TData]], StepBuilder[TData, ut.UserTask]
+):
+    """The builder of ``user_task``: ``.with_option(value, label).do(branch)``,
+    ``.with_escalation(...)``, then chain on (``.then`` runs after the task)."""
+
+    def __init__(self, wb: WorkflowBuilder[Any], step: WorkflowStep, spec: ut.UserTaskSpec) -> None:
+        super().__init__(wb, step)
+        self._spec = spec
 
 
 _ = datetime  # re-exported type used in annotations of builder callers

@@ -11,6 +11,7 @@ stop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
@@ -38,6 +39,7 @@ from wfe_core.steps import (
     WorkflowDefinition,
     WorkflowStep,
 )
+from wfe_core.sync_steps import run_sync_step
 from wfe_core.telemetry import StepObservation, pass_ids, step_ids
 
 __all__ = ["PassControl", "WorkflowExecutor"]
@@ -97,6 +99,7 @@ class _Pass(PassState):
         self.ex = executor
         self.host = executor.host
         self.control = control
+        self.unsaved = False  # a control step's result waits for the next checkpoint
 
     async def run(self) -> None:
         inst = self.instance
@@ -137,12 +140,30 @@ class _Pass(PassState):
             self._process_cancellations()
             if not self.open and inst.status is WorkflowStatus.RUNNABLE:
                 self._finish(WorkflowStatus.COMPLETE)
+            if self._shares_checkpoint(p):
+                self.unsaved = True  # written with the next step's checkpoint
+                continue
             await self._checkpoint()
-        if inst.next_execution != self._next_execution():
-            await self._checkpoint()  # keep the stored wake-up time true
+        if self.unsaved or inst.next_execution != self._next_execution():
+            await self._checkpoint()  # what is unsaved, and keep the stored wake-up time true
+
+    def _shares_checkpoint(self, p: ExecutionPointer) -> bool:
+        """Whether the result of ``p``'s step may wait for the next step's checkpoint:
+        a built-in control step (``StepBody.shares_checkpoint``), another pointer
+        ready to run now, nothing else to write first (no error, no end of the
+        workflow, no stop or lost lease)."""
+        if not self.ready or self.errors or self.ended_status is not None:
+            return False
+        control = self.control
+        if control.lease_lost or control.stop_requested:
+            return False
+        if self.instance.status is not WorkflowStatus.RUNNABLE:
+            return False
+        return bool(getattr(self.steps[p.step_id].body, "shares_checkpoint", False))
 
     async def _checkpoint(self) -> None:
         inst = self.instance
+        self.unsaved = False
         if self.control.lease_lost:  # fenced out: write nothing more, not even errors
             raise LeaseLost(inst.id, self.control.owner)
         inst.next_execution = self._next_execution()
@@ -328,17 +349,26 @@ class WorkflowExecutor:
 
         async def call() -> ExecutionResult:
             if step.run_in_thread:
-                result = await asyncio.to_thread(_call_sync, body, context)
+                options = self.options
+                result = await run_sync_step(
+                    step,
+                    functools.partial(_call_sync, body, context),
+                    options.sync_steps,
+                    options.inline_step_limit,
+                )
             else:
                 result = await body.run(context)
             return result  # type: ignore[no-any-return]
 
-        if not self.step_middleware or step.body.__module__ == "wfe_core.primitives":
+        if not self.step_middleware or step.body.__module__ in _BUILT_IN_STEPS:
             return await call()
         chain: Callable[[], Awaitable[ExecutionResult]] = call
         for mw in reversed(self.step_middleware):
             chain = _bind(mw, context, chain)
         return await chain()
+
+
+_BUILT_IN_STEPS = ("wfe_core.primitives", "wfe_core.user_tasks")  # no step middleware
 
 
 def _bind(

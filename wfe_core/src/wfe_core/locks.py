@@ -18,7 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DistributedLockProvider", "InProcessLockProvider", "LockTable", "shared_lock_table"]
+__all__ = [
+    "DistributedLockProvider",
+    "InProcessLockProvider",
+    "LockTable",
+    "shared_lock_table",
+    "takes_workflow_locks",
+]
 
 
 @runtime_checkable
@@ -47,6 +53,21 @@ class DistributedLockProvider(Protocol):
     async def stop(self) -> None:
         """Release resources (and every lease still held); idempotent."""
         ...
+
+
+def takes_workflow_locks(provider: DistributedLockProvider) -> bool:
+    """Whether hosts take ``provider``'s lock around every pass over a workflow.
+
+    A lock provider may say no with a ``workflow_locks = False`` attribute: the store's
+    claim on the instance (an atomic compare-and-set every pass makes anyway, see
+    ``PersistenceProvider.claim_workflow``) keeps two hosts from running one workflow,
+    and the lock is only a fast path in front of it. wfe_sql's lock table says no: its
+    lock is a write to the same database as the claim, so it would add two writes per
+    pass and keep nothing apart that the claim does not. Such a client keeps its
+    workflow locks in process instead (an :class:`InProcessLockProvider` of its own), so
+    a delivery and a pass of this process still take turns without a store write; locks
+    on other resources (events, polls, schedules) are taken as usual."""
+    return bool(getattr(provider, "workflow_locks", True))
 
 
 # --------------------------------------------------------------------------------------

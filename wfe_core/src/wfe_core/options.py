@@ -71,6 +71,14 @@ class HostOptions:
     control_interval: float = 0.5
     """How often a host looks in the store for suspend / resume / terminate requests
     recorded by other processes for the instances it is running."""
+    sync_steps: str = "auto"
+    """Where plain ``def`` steps run: ``"auto"`` (in a worker thread until their trial
+    runs show them quick, then inline on the event loop; back to a thread if one is
+    ever slow), ``"thread"`` (always a worker thread) or ``"inline"`` (always on the
+    loop). See :mod:`wfe_core.sync_steps`."""
+    inline_step_limit: float = 0.001
+    """``sync_steps="auto"``: a ``def`` step runs inline only while its runs take less
+    than this (seconds)."""
 
     def __post_init__(self) -> None:
         for option in dataclasses.fields(self):
@@ -86,6 +94,13 @@ class HostOptions:
             raise ValueError("HostOptions durations must not be negative")
         if self.max_concurrent_workflows < 1 or self.max_concurrent_events < 1:
             raise ValueError("HostOptions concurrency limits must be at least 1")
+        if self.sync_steps not in ("auto", "thread", "inline"):
+            raise ValueError(
+                f"HostOptions.sync_steps must be 'auto', 'thread' or 'inline', "
+                f"not {self.sync_steps!r}"
+            )
+        if self.inline_step_limit < 0:
+            raise ValueError("HostOptions.inline_step_limit must not be negative")
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,8 @@ def _branch_done(context: StepContext[Any]) -> bool:
 class If(StepBody):
     """Run the branch once when ``condition`` is true, then proceed."""
 
+    shares_checkpoint = True
+
     condition: bool = False
 
     async def run(self, context: StepContext[Any]) -> ExecutionResult:
@@ -83,6 +85,8 @@ class If(StepBody):
 class While(StepBody):
     """Run the branch again and again while ``condition`` holds."""
 
+    shares_checkpoint = True
+
     condition: bool = False
 
     async def run(self, context: StepContext[Any]) -> ExecutionResult:
@@ -93,6 +97,8 @@ class While(StepBody):
 
 class Foreach(StepBody):
     """Run the branch once per item, all at once or one after another."""
+
+    shares_checkpoint = True
 
     items: Any = ()
     parallel: bool = True
@@ -112,6 +118,8 @@ class Foreach(StepBody):
 class Sequence(StepBody):
     """Start every child branch at once and proceed when all are done (parallel/join)."""
 
+    shares_checkpoint = True
+
     async def run(self, context: StepContext[Any]) -> ExecutionResult:
         if _branch_done(context):
             return ExecutionResult.next()
@@ -120,6 +128,8 @@ class Sequence(StepBody):
 
 class Decide(StepBody):
     """Start the branches whose value equals ``value``; proceed when they are done."""
+
+    shares_checkpoint = True
 
     value: Any = None
 
@@ -141,6 +151,8 @@ class Decide(StepBody):
 class OutcomeSwitch(StepBody):
     """``.when(value)``: start the branches matching the previous step's outcome."""
 
+    shares_checkpoint = True
+
     async def run(self, context: StepContext[Any]) -> ExecutionResult:
         if _branch_done(context):
             return ExecutionResult.next()
@@ -160,6 +172,8 @@ class Saga(StepBody):
     """A transaction scope: when a step inside fails, the completed steps inside are
     compensated in reverse order (see the executor)."""
 
+    shares_checkpoint = True
+
     async def run(self, context: StepContext[Any]) -> ExecutionResult:
         if _branch_done(context):
             return ExecutionResult.next()
@@ -168,6 +182,8 @@ class Saga(StepBody):
 
 class WaitFor(StepBody):
     """Wait for an event; outputs ``event_data`` and ``timed_out``."""
+
+    shares_checkpoint = True
 
     event_name: str = ""
     event_key: str = ""
@@ -194,6 +210,8 @@ class WaitFor(StepBody):
 
 class Delay(StepBody):
     """Sleep for ``period``, then proceed."""
+
+    shares_checkpoint = True
 
     period: timedelta = timedelta(0)
 

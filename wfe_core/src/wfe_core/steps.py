@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 from wfe_core.errors import DefinitionError, WorkflowNotRegistered
 from wfe_core.event_names import ACTIVITY_EVENT
@@ -186,6 +186,14 @@ class StepBody:
     for every execution.
     """
 
+    shares_checkpoint: ClassVar[bool] = False
+    """True for built-in control steps (if, while, for-each, parallel, decide, saga
+    blocks, wait-for, delay) that run no user code and have no effect outside the
+    instance: when another step is ready to run in the same pass, their result is
+    written with that step's checkpoint rather than in a transaction of its own. A
+    crash in between re-runs the control step (it decides the same from the same
+    stored data), never more than the last user step."""
+
     async def run(self, context: StepContext[Any]) -> ExecutionResult | None:
         """Do the step's work and say what comes next."""
         raise NotImplementedError(f"{type(self).__name__} must define run(self, context)")
@@ -293,7 +301,12 @@ class WorkflowStep:
     proceed_after_cancel: bool = False
     pending_attach: list[str] = field(default_factory=list)
     run_in_thread: bool = False
-    """True for sync user code: it runs in a worker thread, off the event loop."""
+    """True for sync user code (a ``def`` step): it runs in a worker thread, or inline
+    once known to be quick (``HostOptions.sync_steps``; :mod:`wfe_core.sync_steps`)."""
+    inline_trials: int = 0
+    """How many runs of this ``def`` step in a worker thread stayed under
+    ``HostOptions.inline_step_limit`` in this process; -1 once one did not (it always
+    runs in a thread then). Kept by :mod:`wfe_core.sync_steps`."""
 
     @property
     def label(self) -> str:

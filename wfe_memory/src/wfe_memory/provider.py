@@ -68,7 +68,7 @@ from wfe_core.persistence import id_list as _id_list
 from wfe_core.serialization import JSONValue, Serializer, default_serializer
 from wfe_core.telemetry import check_headers
 
-from wfe_memory.schedules import MemoryScheduleStore
+from wfe_memory.definitions import MemoryDefinitionStore
 
 if TYPE_CHECKING:
     from wfe_core.persistence import PersistenceProvider
@@ -175,7 +175,7 @@ class _StoredSubscription:
     seq: int
 
 
-class MemoryPersistenceProvider(MemoryScheduleStore):
+class MemoryPersistenceProvider(MemoryDefinitionStore):
     """An in-memory :class:`~wfe_core.persistence.PersistenceProvider` (not durable).
 
     Declares ``SCHEDULED_COMMANDS`` and ``PURGE``; pass ``capabilities`` (a subset) to

@@ -6,10 +6,11 @@ started, the trace context current there (the web request's span, say) is stored
 the instance -- its W3C ``traceparent`` under
 :data:`~wfe_core.telemetry.TRACE_CONTEXT_ATTRIBUTE` on the first pointer -- and every
 pass span of the instance, on whichever host and after any restart, is a child of it:
-one trace from the request through every step. Started outside any span, the workflow
-gets a root span ``wfe.workflow <definition>`` of its own, so its passes still share
-one trace. A published event carries the publisher's context (``Event.headers``); the
-step it resumes links to it.
+one trace from the request through every step. Started outside any span, the workflow's
+first pass span is the root of its trace, and its context is stored the same way (with
+that pass's checkpoint), so the later passes still share one trace. A published event
+carries the publisher's context (``Event.headers``); the step it resumes links to it.
+A step of a pass that is not sampled gets no span (its metrics are still recorded).
 
 **Metrics.** See :mod:`wfe_otel.metrics` and the README for the list.
 
@@ -128,21 +129,12 @@ class WfeInstrumentation:
         self._started_here[instance.id] = instance.workflow_definition_id
         while len(self._started_here) > _STARTED_MEMORY:
             self._started_here.popitem(last=False)
+        if not trace.get_current_span().get_span_context().is_valid:
+            return  # no trace here: the first pass span will be the trace's root
         carrier: dict[str, str] = {}
-        if trace.get_current_span().get_span_context().is_valid:
-            propagate.inject(carrier)
-        else:  # no trace here: give the workflow a root span of its own
-            root = self.tracer.start_span(
-                f"wfe.workflow {instance.workflow_definition_id}",
-                kind=SpanKind.PRODUCER,
-                attributes=_instance_attributes(instance),
-            )
-            propagate.inject(carrier, context=trace.set_span_in_context(root))
-            root.end()
+        propagate.inject(carrier)
         if carrier:
-            first = instance.execution_pointers[0]
-            first.extension_attributes[TRACE_CONTEXT_ATTRIBUTE] = carrier
-            first.mark_changed()
+            _store_context(instance, carrier)
 
     def _lifecycle(self, event: LifecycleEvent) -> None:
         """Count a start once it is stored (only starts made in this process: with a
@@ -150,13 +142,14 @@ class WfeInstrumentation:
         if event.type is LifecycleEventType.WORKFLOW_STARTED and not self.closed:
             definition = self._started_here.pop(event.workflow_id, None)
             if definition is not None:
-                self.metrics.started.add(1, {"definition": definition})
+                self.metrics.started.add(1, (("definition", definition),))
 
     def _ended(self, instance: WorkflowInstance) -> None:
         """POST_WORKFLOW: count the end (in the process that wrote it, once)."""
         if self.closed:
             return
-        labels = {"definition": instance.workflow_definition_id}
+        definition = instance.workflow_definition_id
+        labels = (("definition", definition),)
         m = self.metrics
         if instance.status is WorkflowStatus.COMPLETE:
             m.completed.add(1, labels)
@@ -165,7 +158,9 @@ class WfeInstrumentation:
             if current_ids().get("workflow_id") == instance.id:  # ended by its own pass
                 m.failed.add(1, labels)
         end = instance.complete_time or utcnow()
-        m.workflow_duration.record(max((end - instance.create_time).total_seconds(), 0.0), labels)
+        m.workflow_duration.record(
+            max((end - instance.create_time).total_seconds(), 0.0), {"definition": definition}
+        )
 
     # ------------------------------------------------------------------ propagation
     def event_headers(self, event_name: str, event_key: str) -> dict[str, str]:
@@ -182,14 +177,24 @@ class WfeInstrumentation:
         metrics = self.metrics
         if metrics.loop is None:
             metrics.loop = asyncio.get_running_loop()
+        stored = _stored_context(instance)
         span = self.tracer.start_span(
             f"wfe.pass {instance.workflow_definition_id}",
-            context=_stored_context(instance),
+            context=_NO_PARENT if stored is None else stored,
             kind=SpanKind.CONSUMER,
             attributes=_instance_attributes(instance),
             record_exception=False,
             set_status_on_exception=False,
         )
+        if stored is None and instance.execution_pointers:
+            # The trace's root: the passes after this one (on any host) are its children.
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier, context=trace.set_span_in_context(span))
+            if carrier:
+                # A pointer that has not started yet is written by the step it runs in
+                # this pass: no write of its own (no extra checkpoint before the step).
+                first = instance.execution_pointers[0]
+                _store_context(instance, carrier, mark=first.start_time is not None)
         return _PassScope(span, instance, metrics)
 
     def step(
@@ -206,6 +211,10 @@ class WfeInstrumentation:
             return _NOTHING
         definition = instance.workflow_definition_id
         name = step.display_name
+        if not trace.get_current_span().is_recording():
+            # The pass is not sampled (so, with a parent-based sampler, no step of it
+            # would be): the step's metrics only, no span to make and drop.
+            return _StepMetrics(observation, self.metrics, definition, name)
         # the definition and version are on the parent pass span (and in its name)
         attributes: dict[str, Any] = {
             "wfe.workflow.id": instance.id,
@@ -259,6 +268,19 @@ class WfeInstrumentation:
 
 
 _NOTHING = nullcontext()
+_NO_PARENT = Context()  # an empty context: the span starts a trace
+
+
+def _store_context(
+    instance: WorkflowInstance, carrier: dict[str, str], *, mark: bool = True
+) -> None:
+    """Keep ``carrier`` (a W3C trace context) with ``instance``, on its first pointer
+    (``mark``: flag the pointer for the next write; without it, the pointer must be
+    written anyway)."""
+    first = instance.execution_pointers[0]
+    first.extension_attributes[TRACE_CONTEXT_ATTRIBUTE] = carrier
+    if mark:
+        first.mark_changed()
 
 
 class _PassScope:
@@ -291,7 +313,7 @@ class _PassScope:
             elif isinstance(exc, LeaseLost):
                 span.set_attribute("wfe.pass.outcome", "lease_lost")
                 definition = self.instance.workflow_definition_id
-                self.metrics.leases_lost.add(1, {"definition": definition})
+                self.metrics.leases_lost.add(1, (("definition", definition),))
             elif isinstance(exc, ControlPending):
                 span.set_attribute("wfe.pass.outcome", f"control:{exc.action}")
             elif isinstance(exc, ConcurrencyError):
@@ -306,6 +328,53 @@ class _PassScope:
             span.end()
             if self.token is not None:
                 otel_context.detach(self.token)
+
+
+class _StepMetrics:
+    """The metrics of a step run whose pass is not sampled: no span."""
+
+    __slots__ = ("definition", "metrics", "name", "observation", "started")
+
+    def __init__(
+        self, observation: StepObservation, metrics: WfeMetrics, definition: str, name: str
+    ) -> None:
+        self.observation = observation
+        self.metrics = metrics
+        self.definition = definition
+        self.name = name
+        self.started = 0.0
+
+    def __enter__(self) -> None:
+        self.started = time.perf_counter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        _record_step(
+            self.metrics,
+            self.observation,
+            self.definition,
+            self.name,
+            time.perf_counter() - self.started,
+        )
+
+
+def _record_step(
+    metrics: WfeMetrics,
+    observation: StepObservation,
+    definition: str,
+    name: str,
+    elapsed: float,
+) -> None:
+    """The step duration (by outcome) and, for a failure that will be retried, a retry."""
+    if observation.error is not None and observation.will_retry:
+        metrics.step_retries.add(1, (("definition", definition), ("step", name)))
+    metrics.step_duration.record(
+        elapsed, {"definition": definition, "step": name, "outcome": observation.outcome}
+    )
 
 
 class _StepScope:
@@ -352,15 +421,11 @@ class _StepScope:
                 span.set_attributes({"wfe.step.outcome": outcome, "wfe.step.will_retry": retry})
                 span.record_exception(error, {"wfe.step.will_retry": retry})
                 span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
-                if retry:
-                    metrics.step_retries.add(1, {"definition": self.definition, "step": self.name})
         finally:
             span.end()
             if self.token is not None:
                 otel_context.detach(self.token)
-        metrics.step_duration.record(
-            elapsed, {"definition": self.definition, "step": self.name, "outcome": outcome}
-        )
+        _record_step(metrics, observation, self.definition, self.name, elapsed)
 
 
 def _instance_attributes(instance: WorkflowInstance) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from wfe_core.models import WorkflowStatus, utcnow
 
-__all__ = ["BACKLOG_LIMIT", "WfeMetrics"]
+__all__ = ["BACKLOG_LIMIT", "Tally", "WfeMetrics"]
 
 log = logging.getLogger("wfe_otel")
 
@@ -48,6 +48,31 @@ _DURATION_BUCKETS = (
 )
 
 
+class Tally:
+    """A monotonic counter kept in the process and reported by an observable counter.
+
+    Adding is a dictionary update (no SDK call on the engine's path); a collection (a
+    Prometheus scrape, a periodic export, from any thread) reports a copy of the totals
+    by label set. Labels are given as a tuple of ``(name, value)`` pairs.
+    """
+
+    __slots__ = ("totals",)
+
+    def __init__(self) -> None:
+        self.totals: dict[tuple[tuple[str, str], ...], int] = {}
+        """The running totals by label set."""
+
+    def add(self, amount: int, labels: tuple[tuple[str, str], ...]) -> None:
+        """Count ``amount`` more under ``labels``."""
+        totals = self.totals
+        totals[labels] = totals.get(labels, 0) + amount
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        """The totals, for the observable counter's callback (a copy is taken under the
+        GIL in one step, so a concurrent add cannot break the iteration)."""
+        return [Observation(v, dict(k)) for k, v in self.totals.copy().items()]
+
+
 class WfeMetrics:
     """The instruments, and the cached store readings behind the gauges."""
 
@@ -60,21 +85,23 @@ class WfeMetrics:
         self._readings: dict[str, int] = {}
         self._read_at = float("-inf")
         self._refreshing = False
-        self.started = meter.create_counter(
-            "wfe.workflows.started", unit="{workflow}", description="Workflows started."
+        self.started = self._tally(
+            meter, "wfe.workflows.started", "{workflow}", "Workflows started."
         )
-        self.completed = meter.create_counter(
-            "wfe.workflows.completed", unit="{workflow}", description="Workflows completed."
+        self.completed = self._tally(
+            meter, "wfe.workflows.completed", "{workflow}", "Workflows completed."
         )
-        self.terminated = meter.create_counter(
+        self.terminated = self._tally(
+            meter,
             "wfe.workflows.terminated",
-            unit="{workflow}",
-            description="Workflows terminated (by a request or by the engine).",
+            "{workflow}",
+            "Workflows terminated (by a request or by the engine).",
         )
-        self.failed = meter.create_counter(
+        self.failed = self._tally(
+            meter,
             "wfe.workflows.failed",
-            unit="{workflow}",
-            description="Workflows the engine terminated during a pass (a failed step's "
+            "{workflow}",
+            "Workflows the engine terminated during a pass (a failed step's "
             "error policy, exhausted retries, the execution timeout).",
         )
         self.workflow_duration = meter.create_histogram(
@@ -89,8 +116,8 @@ class WfeMetrics:
             description="How long a step run took, by outcome.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
-        self.step_retries = meter.create_counter(
-            "wfe.step.retries", unit="{retry}", description="Failed step runs that will be retried."
+        self.step_retries = self._tally(
+            meter, "wfe.step.retries", "{retry}", "Failed step runs that will be retried."
         )
         self.event_latency = meter.create_histogram(
             "wfe.event.delivery_latency",
@@ -98,10 +125,11 @@ class WfeMetrics:
             description="From an event's time (its publication) to the step it resumed.",
             explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
         )
-        self.leases_lost = meter.create_counter(
+        self.leases_lost = self._tally(
+            meter,
             "wfe.lease.lost",
-            unit="{pass}",
-            description="Passes stopped because this host lost its claim (another host "
+            "{pass}",
+            "Passes stopped because this host lost its claim (another host "
             "may take the workflow over).",
         )
         meter.create_observable_gauge(
@@ -141,6 +169,14 @@ class WfeMetrics:
             description="Write batches committed in those transactions (batches / groups "
             "is the mean group size).",
         )
+
+    @staticmethod
+    def _tally(meter: Meter, name: str, unit: str, description: str) -> Tally:
+        tally = Tally()
+        meter.create_observable_counter(
+            name, callbacks=[tally.observe], unit=unit, description=description
+        )
+        return tally
 
     # ------------------------------------------------------------------ store readings
     def _gauge(self, name: str) -> Any:

@@ -48,7 +48,15 @@ class SqlLockProvider(DriverComponent[LockStatements]):
     Between :meth:`start` and :meth:`stop` the provider keeps the store open; calls
     outside that open it for their own duration. :meth:`stop` releases every lease this
     owner still holds.
+
+    Hosts take no lock of this table around a pass over a workflow (``workflow_locks``
+    is False, see :func:`wfe_core.locks.takes_workflow_locks`): the store's claim on the
+    instance, a write to the same database, already keeps two hosts apart, and a lock
+    row would add two writes per pass.
     """
+
+    workflow_locks = False
+    """Hosts rely on the store's claim for workflows (see the class)."""
 
     def __init__(self, driver: SqlDriver, *, owner_id: str | None = None) -> None:
         self.owner_id: str = owner_id or str(uuid.uuid4())

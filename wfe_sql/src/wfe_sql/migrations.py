@@ -126,6 +126,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(4, "schedules (the wfe_schedules table)", _create_tables("schedules")),
     Migration(5, "event propagation headers (events.headers)", _add_columns(("events", "headers"))),
+    Migration(6, "definitions as data (the wfe_definitions table)", _create_tables("definitions")),
 )
 """The upgrade steps of existing stores, oldest first."""
 

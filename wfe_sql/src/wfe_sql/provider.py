@@ -23,6 +23,7 @@ from wfe_sql.repository import (
     SqlSubscriptionRepository,
     SqlWorkflowRepository,
 )
+from wfe_sql.repository.definitions import SqlDefinitionRepository
 from wfe_sql.repository.schedules import SqlScheduleRepository
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class SqlPersistenceProvider(
     SqlCommandRepository,
     SqlErrorRepository,
     SqlScheduleRepository,
+    SqlDefinitionRepository,
 ):
     """A :class:`~wfe_core.persistence.PersistenceProvider` on a :class:`SqlDriver`.
 

@@ -51,6 +51,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLE_PREFIX",
     "SqlTables",
+    "definitions",
     "events",
     "execution_errors",
     "execution_pointers",
@@ -66,7 +67,7 @@ __all__ = [
     "workflows",
 ]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The schema version this code creates and understands."""
 
 TABLE_PREFIX = "wfe_"
@@ -131,6 +132,9 @@ class SqlTables:
     schedules: Table
     """Schedules (schema version 4); a fire is claimed by a compare-and-set on
     ``next_fire_time``."""
+    definitions: Table
+    """Definition documents loaded from data (schema version 6), one row per id and
+    version; a stored version never changes."""
     schema_version: Table
     """One row per schema version applied (the highest is the current one)."""
 
@@ -392,6 +396,17 @@ def tables_for(namespace: str = DEFAULT_NAMESPACE) -> SqlTables:
 
     Index(p + "ix_schedules_due", schedules.c.next_fire_time)
 
+    definitions = Table(
+        p + "definitions",
+        md,
+        Column("definition_id", _NAME, primary_key=True),
+        Column("version", Integer, primary_key=True, autoincrement=False),
+        Column("format", String(16), nullable=False),
+        Column("text", Text, nullable=False),
+        Column("create_time", _Micros, nullable=False),
+    )
+    # Definition documents loaded from data (schema version 6), one row per id and version.
+
     schema_version = Table(
         p + "schema_version",
         md,
@@ -414,6 +429,7 @@ def tables_for(namespace: str = DEFAULT_NAMESPACE) -> SqlTables:
         locks=locks,
         queue_items=queue_items,
         schedules=schedules,
+        definitions=definitions,
         schema_version=schema_version,
     )
 
@@ -439,5 +455,7 @@ queue_items = _DEFAULT.queue_items
 """The default namespace's ``wfe_queue``."""
 schedules = _DEFAULT.schedules
 """The default namespace's ``wfe_schedules``."""
+definitions = _DEFAULT.definitions
+"""The default namespace's ``wfe_definitions``."""
 schema_version = _DEFAULT.schema_version
 """The default namespace's ``wfe_schema_version``."""

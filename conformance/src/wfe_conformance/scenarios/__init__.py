@@ -28,9 +28,11 @@ from wfe_conformance.scenarios.middleware import MiddlewareScenarioTests
 from wfe_conformance.scenarios.retry_policy import RetryPolicyScenarioTests
 from wfe_conformance.scenarios.sagas import SagaScenarioTests
 from wfe_conformance.scenarios.scheduling import SchedulingScenarioTests
+from wfe_conformance.scenarios.stored_definitions import StoredDefinitionScenarioTests
 from wfe_conformance.scenarios.sub_workflows import SubWorkflowScenarioTests
 from wfe_conformance.scenarios.support import ScenarioBase
 from wfe_conformance.scenarios.timeouts import TimeoutScenarioTests
+from wfe_conformance.scenarios.user_tasks import UserTaskScenarioTests
 from wfe_conformance.scenarios.waits import WaitScenarioTests
 
 __all__ = [
@@ -48,8 +50,10 @@ __all__ = [
     "SagaScenarioTests",
     "ScenarioBase",
     "SchedulingScenarioTests",
+    "StoredDefinitionScenarioTests",
     "SubWorkflowScenarioTests",
     "TimeoutScenarioTests",
+    "UserTaskScenarioTests",
     "WaitScenarioTests",
 ]
 
@@ -70,6 +74,8 @@ class HostScenarioTests(
     LifecycleScenarioTests,
     RetryPolicyScenarioTests,
     TimeoutScenarioTests,
+    UserTaskScenarioTests,
+    StoredDefinitionScenarioTests,
 ):
     """Every engine scenario end to end through ``WorkflowHost`` on the provider (the
     composition of the feature mixins; override ``host_builder`` to wire the store's

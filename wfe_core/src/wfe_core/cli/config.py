@@ -22,7 +22,8 @@ The keys of :data:`KEYS`, each the ``wfe`` option of the same name with ``_`` fo
 ``-``: ``url``, ``namespace``, ``app``, ``lock_url``, ``queue_url``,
 ``lifecycle_url`` and ``wfe worker``'s ``concurrency``, ``poll_interval``,
 ``stop_timeout``, ``steps``, ``log_level``, ``log_format``, ``metrics_port``,
-``metrics_host``, ``otel``, ``purge_after``, ``purge_status`` and ``purge_every``.
+``metrics_host``, ``otel``, ``purge_after``, ``purge_status``, ``purge_every`` and
+``processes``.
 An unknown key, a value of the wrong type or out of the option's range is an error
 (exit status 2) naming the key and the file.
 
@@ -112,6 +113,7 @@ KEYS: dict[str, ConfigKey] = {
     "purge_after": _key(str, "WFE_PURGE_AFTER", "wfe worker --purge-after"),
     "purge_status": _key(str, "WFE_PURGE_STATUS", "wfe worker --purge-status"),
     "purge_every": _key(str, "WFE_PURGE_EVERY", "wfe worker --purge-every"),
+    "processes": _key(int, "WFE_PROCESSES", "wfe worker --processes"),
 }
 """Every key the config file may hold (the option it sets, its variable, its type).
 ``app`` and the service URLs set the option of that name of every command that has

@@ -45,6 +45,7 @@ _EXAMPLES = {
     "purge_after": "30d",
     "purge_status": "complete,terminated",
     "purge_every": "1h",
+    "processes": 2,
 }
 """The example value of each commented line."""
 

@@ -21,6 +21,7 @@ from wfe_core.cli.config import (
 )
 from wfe_core.cli.control import purge, resume, suspend, terminate
 from wfe_core.cli.dashboard import dashboard
+from wfe_core.cli.definitions import definitions
 from wfe_core.cli.demo import demo
 from wfe_core.cli.events import publish
 from wfe_core.cli.init import init
@@ -28,6 +29,7 @@ from wfe_core.cli.options import DEFAULT_URL, Settings
 from wfe_core.cli.query import list_, show
 from wfe_core.cli.schedule import schedule
 from wfe_core.cli.start import start
+from wfe_core.cli.tasks import tasks
 from wfe_core.cli.worker import worker
 
 __all__ = ["cli", "main"]
@@ -126,9 +128,11 @@ def _merged(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
 for _command in (worker, start, publish, show, list_, suspend, resume, terminate, purge, demo):
     cli.add_command(_command)
 cli.add_command(schedule)
+cli.add_command(definitions)
 cli.add_command(init)
 cli.add_command(dashboard)
 cli.add_command(backup)
+cli.add_command(tasks)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from wfe_core.cli.task_output import user_task_json, user_tasks_table
 from wfe_core.coercion import jsonable
 from wfe_core.errors import SerializationError
 from wfe_core.models import (
@@ -25,6 +26,7 @@ from wfe_core.models import (
     WorkflowStatus,
 )
 from wfe_core.serialization import Undecodable
+from wfe_core.user_tasks import open_user_tasks
 
 __all__ = [
     "RAW_NOTE",
@@ -244,6 +246,9 @@ def print_instance(inst: WorkflowInstance, errors: list[ExecutionError]) -> None
                 )
         pointers.add_row(*row)
     console.print(pointers)
+    tasks = open_user_tasks(inst)
+    if tasks:
+        console.print(user_tasks_table(tasks, with_workflow=False))
     if not errors:
         console.print("errors: none")
         return
@@ -266,6 +271,7 @@ def instance_json(inst: WorkflowInstance, errors: list[ExecutionError]) -> dict[
     doc["data"] = jsonable(inst.data)
     doc["pointers"] = [pointer_json(p) for p in inst.execution_pointers]
     doc["errors"] = [error_json(e) for e in errors]
+    doc["user_tasks"] = [user_task_json(t) for t in open_user_tasks(inst)]
     doc["set_aside"] = getattr(inst, "set_aside", None)
     doc["undecodable"] = [
         {"field": name, "reason": value.reason, "note": RAW_NOTE}

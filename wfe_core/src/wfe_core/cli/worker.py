@@ -41,6 +41,7 @@ from wfe_core.cli.options import (
     store_url,
     url_option,
 )
+from wfe_core.cli.processes import WorkerCommand, child_commands, processes_option, run_processes
 from wfe_core.cli.session import open_worker
 from wfe_core.errors import WfeError
 from wfe_core.host import HostOptions
@@ -68,7 +69,7 @@ def _purge_statuses(
     return tuple(dict.fromkeys(_FINISHED[name] for name in names))
 
 
-@click.command()
+@click.command(cls=WorkerCommand)
 @app_option()
 @url_option
 @service_options
@@ -173,6 +174,7 @@ def _purge_statuses(
     callback=duration_param,
     help="How often --purge-after purges.",
 )
+@processes_option
 @json_option
 def worker(
     app: str | None,
@@ -190,6 +192,7 @@ def worker(
     purge_after: timedelta | None,
     purge_status: tuple[WorkflowStatus, ...],
     purge_every: timedelta,
+    processes: int,
     as_json: bool,
 ) -> None:
     """Run a worker: a host running the workflows of --app until Ctrl-C or SIGTERM.
@@ -205,6 +208,9 @@ def worker(
 
     --purge-after 30d keeps the store small: finished instances that ended more than
     30 days ago are deleted at start and then every hour (--purge-every).
+
+    --processes N runs N worker processes (one core each) under a supervisor that
+    forwards Ctrl-C/SIGTERM to them and restarts one that dies.
     """
     spec = need_app(app, "worker")
     store = store_url(url)
@@ -226,6 +232,11 @@ def worker(
     retention = None
     if purge_after is not None:
         retention = _Retention(purge_after, purge_status, purge_every)
+    if processes > 1:
+        if url_scheme(store) == "memory":
+            raise click.UsageError("--processes needs a store the processes share, not memory://")
+        commands = child_commands(click.get_current_context(), processes, metrics_port)
+        raise click.exceptions.Exit(run_processes(commands, log.as_json))
     run(_worker(store, spec, services, options, log, (metrics_port, metrics_host, otel), retention))
 
 

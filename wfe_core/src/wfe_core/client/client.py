@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, overload
 
+from wfe_core.client import user_tasks
 from wfe_core.client.control import check_execution_timeout, set_execution_deadline
 from wfe_core.client.handle import WorkflowHandle
 from wfe_core.client.idempotency import set_idempotency_key, store_once
@@ -37,6 +38,7 @@ from wfe_core.options import MiddlewarePhase, PendingActivity
 from wfe_core.persistence import check_idempotency_key
 from wfe_core.schedules import Schedule
 from wfe_core.steps import WorkflowDefinition
+from wfe_core.user_tasks import OpenUserTask
 from wfe_core.workflow import Workflow
 
 __all__ = ["SyncWorkflowClient", "SyncWorkflowHandle", "WorkflowClient", "WorkflowHandle"]
@@ -224,6 +226,38 @@ class WorkflowClient(ScheduleClient, ReadingClient):
         :class:`~wfe_core.errors.EventIdConflict`."""
         return await self._publish(name, key, data, effective_date, event_id=event_id)
 
+    # ------------------------------------------------------------------ user tasks
+    async def get_open_user_tasks(
+        self,
+        *,
+        user: str | None = None,
+        group: str | Sequence[str] | None = None,
+        workflow_id: str | None = None,
+        definition_id: str | None = None,
+    ) -> list[OpenUserTask]:
+        """The open user tasks (all, or those ``user`` / a member of ``group`` may
+        complete), oldest first; see :mod:`wfe_core.client.user_tasks` for the cost."""
+        return await user_tasks.get_open_user_tasks(
+            self, user=user, group=group, workflow_id=workflow_id, definition_id=definition_id
+        )
+
+    async def complete_user_task(
+        self,
+        task_id: str,
+        option: str,
+        *,
+        user: str,
+        groups: str | Iterable[str] = (),
+        data: Any = None,
+    ) -> None:
+        """Complete an open user task as ``user`` (in ``groups``) with ``option`` and
+        ``data``; raises ``UserTaskNotFound`` / ``UserTaskNotOpen`` (also for the loser
+        of two concurrent completions) / ``UserTaskNotAssigned`` /
+        ``UserTaskInvalidOption``."""
+        await user_tasks.complete_user_task(
+            self, task_id, option, user=user, groups=groups, data=data
+        )
+
 
 class _Loop:
     """An event loop running in a daemon thread of its own."""
@@ -315,6 +349,23 @@ class SyncWorkflowClient:
     def register_workflow(self, workflow: Workflow[Any]) -> WorkflowDefinition:
         """Register a workflow so that it can be started by id."""
         return self._client.register_workflow(workflow)
+
+    def register_definition(
+        self, text: str | bytes, format: str = "json", registry: Any = None
+    ) -> WorkflowDefinition:
+        """Check, store and register a JSON / YAML definition (see the async method)."""
+        return self._run(self._client.register_definition(text, format, registry))
+
+    def load_definition(
+        self, text: str | bytes, format: str = "json", registry: Any = None
+    ) -> WorkflowDefinition:
+        """Check and register a JSON / YAML definition here only (see the async client)."""
+        client = self._client
+
+        async def load() -> WorkflowDefinition:
+            return client.load_definition(text, format, registry)
+
+        return self._run(load())
 
     def register_type(self, *types: type) -> None:
         """Allow these classes in stored data."""
@@ -459,6 +510,14 @@ class SyncWorkflowClient:
     def delete_schedule(self, schedule_id: str) -> None:
         """Delete a schedule."""
         self._run(self._client.delete_schedule(schedule_id))
+
+    def get_open_user_tasks(self, **filters: Any) -> list[OpenUserTask]:
+        """The open user tasks (the filters of ``WorkflowClient.get_open_user_tasks``)."""
+        return self._run(self._client.get_open_user_tasks(**filters))
+
+    def complete_user_task(self, task_id: str, option: str, **options: Any) -> None:
+        """Complete an open user task (as ``WorkflowClient.complete_user_task``)."""
+        self._run(self._client.complete_user_task(task_id, option, **options))
 
 
 class SyncWorkflowHandle(Generic[T]):

@@ -138,7 +138,7 @@ class ControllingClient(ClientCore):
             wait = Backoff(0.005, maximum=0.1, jitter=0.2)
             deadline = time.monotonic() + 0.5
             while True:
-                if await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl):
+                if await self.workflow_locks.acquire_lock(lock_name, self.options.lock_ttl):
                     try:
                         if await self._claim(workflow_id):
                             try:
@@ -154,7 +154,7 @@ class ControllingClient(ClientCore):
                             finally:
                                 await self._release_claim(workflow_id)
                     finally:
-                        await self.lock_provider.release_lock(lock_name)
+                        await self.workflow_locks.release_lock(lock_name)
                 if time.monotonic() >= deadline:
                     break
                 await asyncio.sleep(next(wait))

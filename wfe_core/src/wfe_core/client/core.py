@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import os
 import secrets
 import socket
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -26,6 +29,7 @@ from wfe_core.client.children import (
     guard_child_end,
     parent_of,
 )
+from wfe_core.client.definitions import ClientDefinitions
 from wfe_core.client.idempotency import check_event_id, same_event
 from wfe_core.client.middleware import run_middleware, takes_next, wrap_pass
 from wfe_core.crashpoints import crash_point
@@ -38,7 +42,13 @@ from wfe_core.errors import (
 )
 from wfe_core.executor import StepMiddleware
 from wfe_core.lifecycle import InProcessLifecyclePublisher, LifecycleHandler, LifecyclePublisher
-from wfe_core.locks import DistributedLockProvider, InProcessLockProvider, shared_lock_table
+from wfe_core.locks import (
+    DistributedLockProvider,
+    InProcessLockProvider,
+    LockTable,
+    shared_lock_table,
+    takes_workflow_locks,
+)
 from wfe_core.logs import queued_ids
 from wfe_core.models import (
     Event,
@@ -71,7 +81,13 @@ from wfe_core.workflow import Workflow
 if TYPE_CHECKING:
     from wfe_core.registry import StoreComponents
 
-__all__ = ["ClientCore", "workflow_lock"]
+__all__ = ["ENDS_KEPT", "ENDS_KEPT_SECONDS", "ClientCore", "workflow_lock"]
+
+ENDS_KEPT = 256
+"""At most this many instances that just ended in this process are kept for
+``wait_for_workflow`` (see ``ClientCore._signal_ended``)."""
+ENDS_KEPT_SECONDS = 2.0
+"""...and each for at most this long (a later waiter reads the store)."""
 
 log = logging.getLogger("wfe.host")
 
@@ -81,7 +97,7 @@ def workflow_lock(workflow_id: str) -> str:
     return f"wfe:workflow:{workflow_id}"
 
 
-class ClientCore:
+class ClientCore(ClientDefinitions):
     """The store, its lock / queue / lifecycle services and the registry; the base of
     :class:`~wfe_core.client.WorkflowClient` and :class:`~wfe_core.host.WorkflowHost`.
 
@@ -102,6 +118,14 @@ class ClientCore:
         self.persistence = persistence
         self.options = options or HostOptions()
         self.lock_provider = lock_provider or InProcessLockProvider(shared_lock_table(persistence))
+        self.workflow_locks: DistributedLockProvider = (
+            self.lock_provider
+            if takes_workflow_locks(self.lock_provider)
+            else InProcessLockProvider(LockTable())
+        )
+        """The locks taken around passes over a workflow: the lock provider's, or this
+        process's own when the provider's would add nothing to the store's claim (see
+        :func:`~wfe_core.locks.takes_workflow_locks`)."""
         self.queue_provider = queue_provider or InProcessQueueProvider()
         self.lifecycle = lifecycle or InProcessLifecyclePublisher()
         self.serializer = serializer or default_serializer
@@ -118,6 +142,10 @@ class ClientCore:
         self._running = False
         self._held: set[str] = set()  # ids a control call of this process is applying
         self._ended: dict[str, asyncio.Event] = {}  # waiters of wait_for_workflow
+        # instances that ended in this process a moment ago (id -> (monotonic time,
+        # the instance as its last write stored it)): wait_for_workflow takes the end
+        # from here instead of reading the store (see _signal_ended)
+        self._ends_here: OrderedDict[str, tuple[float, WorkflowInstance]] = OrderedDict()
         self.owner_id = f"{socket.gethostname()[:60]}:{os.getpid()}:{secrets.token_hex(4)}"
         """This process's claim owner id in the store (host name, process id, a random part)."""
         self._owns_persistence = False
@@ -250,6 +278,7 @@ class ClientCore:
             return
         try:
             await self.persistence.ensure_store_exists()
+            await self.load_stored_definitions()  # definitions as data: every version stored
             for part in (self.lock_provider, self.queue_provider, self.lifecycle):
                 await part.start()
                 self._open_parts.append(part)
@@ -330,16 +359,38 @@ class ClientCore:
         """After the write that ended ``instance``: post-workflow middleware, waiters
         in this process, and (for a child) the parent's ended event."""
         await self._run_workflow_middleware(MiddlewarePhase.POST_WORKFLOW, instance)
-        self._signal_ended(instance.id)
+        self._signal_ended(instance.id, instance)
         if parent_of(instance) is not None:
             crash_point("ended.before_parent_event")
             await self.publish_ended(instance, status)
 
-    def _signal_ended(self, workflow_id: str) -> None:
-        """Wake this process's ``wait_for_workflow`` calls on ``workflow_id``."""
+    def _signal_ended(self, workflow_id: str, instance: WorkflowInstance | None = None) -> None:
+        """Wake this process's ``wait_for_workflow`` calls on ``workflow_id``.
+
+        ``instance``: the ended instance exactly as its last write stored it (the pass's
+        own object, written and never changed again); it is kept for a moment
+        (:data:`ENDS_KEPT_SECONDS`, at most :data:`ENDS_KEPT` of them) so that a waiter
+        in this process -- woken now, or calling just after the end -- gets a copy of it
+        without reading the store."""
+        if instance is not None:
+            ends = self._ends_here
+            now = time.monotonic()
+            ends[workflow_id] = (now, instance)
+            ends.move_to_end(workflow_id)
+            while ends and (
+                len(ends) > ENDS_KEPT or next(iter(ends.values()))[0] < now - ENDS_KEPT_SECONDS
+            ):
+                ends.popitem(last=False)
         waiter = self._ended.get(workflow_id)
         if waiter is not None:
             waiter.set()
+
+    def _ended_here(self, workflow_id: str) -> WorkflowInstance | None:
+        """A copy of ``workflow_id`` as it ended in this process a moment ago, or None."""
+        kept = self._ends_here.get(workflow_id)
+        if kept is None or kept[0] < time.monotonic() - ENDS_KEPT_SECONDS:
+            return None
+        return copy.deepcopy(kept[1])
 
     async def guard_child_end(self, instance: WorkflowInstance) -> None:
         """Just before the write that ends ``instance``: when it is a child, schedule a

@@ -115,8 +115,23 @@ class EventDelivery:
                 return True
             await persistence.mark_event_unprocessed(event.id)
 
+    async def _claim(self, workflow_id: str, *, retry: bool, attempts: int = 40) -> bool:
+        """Claim the workflow for the delivery. ``retry``: the workflow lock taken is
+        this process's own (the claim is the guard between processes), so a pass
+        running on another host shows as a refused claim: try again a while, as
+        :meth:`_acquire` does for the lock."""
+        client = self.client
+        if not retry:
+            return await client._claim(workflow_id)
+        wait = Backoff(0.005, maximum=0.1, jitter=0.2)
+        for _ in range(attempts - 1):
+            if await client._claim(workflow_id):
+                return True
+            await asyncio.sleep(next(wait))
+        return await client._claim(workflow_id)
+
     async def _acquire(self, name: str, attempts: int = 40) -> bool:
-        lock_provider, ttl = self.client.lock_provider, self.client.options.lock_ttl
+        lock_provider, ttl = self.client.workflow_locks, self.client.options.lock_ttl
         wait = Backoff(0.005, maximum=0.1, jitter=0.2)
         for _ in range(attempts):
             if await lock_provider.acquire_lock(name, ttl):
@@ -155,6 +170,7 @@ class EventDelivery:
                         return False
         wid = sub.workflow_id
         lock_name = workflow_lock(wid)
+        locks = client.workflow_locks
         if not await self._acquire(lock_name):
             log.debug(
                 "event %s: workflow %s stays locked; trying again later",
@@ -164,14 +180,14 @@ class EventDelivery:
             )
             return False
         try:
-            claimed = await client._claim(wid)
+            claimed = await self._claim(wid, retry=locks is not client.lock_provider)
         except WorkflowNotFound:
             claimed = True  # gone: nothing to deliver to; the subscription is dropped below
         except BaseException:
-            await client.lock_provider.release_lock(lock_name)
+            await locks.release_lock(lock_name)
             raise
         if not claimed:
-            await client.lock_provider.release_lock(lock_name)
+            await locks.release_lock(lock_name)
             log.debug(
                 "event %s: workflow %s is claimed elsewhere; trying again later",
                 event.id,
@@ -240,7 +256,7 @@ class EventDelivery:
                 self.dispatcher.release_slot()
             if not handed:
                 await client._release_claim(wid)
-                await client.lock_provider.release_lock(lock_name)
+                await locks.release_lock(lock_name)
         if not handed:
             await client._hint(wid, QueueType.WORKFLOW)
         return True

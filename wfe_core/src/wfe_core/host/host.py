@@ -172,6 +172,9 @@ class WorkflowHost(WorkflowClient):
     def _pass_here(self, workflow_id: str) -> PassControl | None:
         return self.passes.active.get(workflow_id)
 
+    def _runs_here(self, workflow_id: str) -> bool:
+        return self.passes.runs(workflow_id)
+
     def _wake_at(self, queue: QueueType, item: str, when: Any) -> None:
         self.dispatcher.wake_at(queue, item, when)
 
@@ -188,7 +191,7 @@ class WorkflowHost(WorkflowClient):
         local = await dispatcher.local_slot()
         if local:
             try:
-                local = await self.lock_provider.acquire_lock(lock_name, self.options.lock_ttl)
+                local = await self.workflow_locks.acquire_lock(lock_name, self.options.lock_ttl)
             except Exception as exc:
                 log.debug(
                     "start_workflow: no local run (%s); queueing it",
@@ -209,7 +212,7 @@ class WorkflowHost(WorkflowClient):
             if local:
                 dispatcher.release_slot()
                 with contextlib.suppress(Exception):
-                    await self.lock_provider.release_lock(lock_name)
+                    await self.workflow_locks.release_lock(lock_name)
             raise
         crash_point("start.after_create")
         try:

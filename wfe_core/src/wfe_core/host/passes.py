@@ -39,6 +39,9 @@ class PassRunner:
         """The instances this host runs a pass over now, and their pass controls."""
         self.again: set[str] = set()
         """Instances to run another pass over as soon as the current one ends."""
+        self.handed: dict[str, float] = {}
+        """Instances handed to a local pass (:meth:`run_here`) whose task has not
+        started yet, with the time they were handed (``time.monotonic()``)."""
 
     async def process_workflow(
         self, workflow_id: str, held: WorkflowInstance | None = None
@@ -47,12 +50,13 @@ class PassRunner:
         this host just wrote it, its workflow lock held by this host and handed over
         (the first pass neither takes the lock nor loads the instance)."""
         client = self.client
+        self.handed.pop(workflow_id, None)
         if held is None and workflow_id in client._held:
             return  # suspend/resume/terminate in progress; it queues the id again
         if workflow_id in self.active:
             self.again.add(workflow_id)
             if held is not None:  # callers check first; never strand the handed lock
-                await client.lock_provider.release_lock(workflow_lock(workflow_id))
+                await client.workflow_locks.release_lock(workflow_lock(workflow_id))
             return
         control = PassControl()
         self.active[workflow_id] = control
@@ -81,14 +85,29 @@ class PassRunner:
         async def handler(workflow_id: str) -> None:
             await self.process_workflow(workflow_id, instance)
 
+        self.handed[instance.id] = time.monotonic()
         self.dispatcher.spawn(QueueType.WORKFLOW, instance.id, handler)
+
+    def runs(self, workflow_id: str) -> bool:
+        """Whether a pass over ``workflow_id`` runs here, or was just handed to one
+        (a handed task that has not started within a second is not counted: a
+        waiter then reads the store rather than trust a task that may never run)."""
+        if workflow_id in self.active:
+            return True
+        handed = self.handed.get(workflow_id)
+        if handed is None:
+            return False
+        if time.monotonic() - handed < 1.0:
+            return True
+        self.handed.pop(workflow_id, None)
+        return False
 
     async def run_pass(
         self, workflow_id: str, control: PassControl, held: WorkflowInstance | None = None
     ) -> None:
         """One pass over ``workflow_id`` (see the module)."""
         client = self.client
-        lock_provider = client.lock_provider
+        lock_provider = client.workflow_locks
         options = client.options
         lock_name = workflow_lock(workflow_id)
         claimed_at = time.monotonic()
@@ -136,6 +155,10 @@ class PassRunner:
             if instance.status is not WorkflowStatus.RUNNABLE:
                 return
             definition = client.registry.find(instance.workflow_definition_id, instance.version)
+            if definition is None:  # a definition stored by another process since we opened?
+                definition = await client.reload_definition(
+                    instance.workflow_definition_id, instance.version
+                )
             if definition is None:
                 log.debug(
                     "workflow %s: %s v%s is not registered on this host",

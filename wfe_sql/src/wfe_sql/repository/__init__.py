@@ -9,7 +9,8 @@ repository of the persistence contract:
 - :mod:`~wfe_sql.repository.subscriptions` -- subscriptions and their tokens;
 - :mod:`~wfe_sql.repository.events` -- events;
 - :mod:`~wfe_sql.repository.commands` -- scheduled commands;
-- :mod:`~wfe_sql.repository.errors` -- the execution error log.
+- :mod:`~wfe_sql.repository.errors` -- the execution error log;
+- :mod:`~wfe_sql.repository.definitions` -- definition documents (definitions as data).
 
 Use :class:`~wfe_sql.SqlPersistenceProvider` (or a dialect's subclass of it); these
 classes are its building blocks, not providers on their own.
@@ -18,6 +19,7 @@ classes are its building blocks, not providers on their own.
 from wfe_sql.repository.base import SqlRepositoryBase
 from wfe_sql.repository.codec import RowCodec
 from wfe_sql.repository.commands import SqlCommandRepository
+from wfe_sql.repository.definitions import SqlDefinitionRepository
 from wfe_sql.repository.errors import SqlErrorRepository
 from wfe_sql.repository.events import SqlEventRepository
 from wfe_sql.repository.subscriptions import SqlSubscriptionRepository
@@ -26,6 +28,7 @@ from wfe_sql.repository.workflows import SqlWorkflowRepository
 __all__ = [
     "RowCodec",
     "SqlCommandRepository",
+    "SqlDefinitionRepository",
     "SqlErrorRepository",
     "SqlEventRepository",
     "SqlRepositoryBase",

@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from wfe_core.definitions.store import StoredDefinition
 from wfe_core.errors import DuplicateIdempotencyKey, ProviderUnavailable
 from wfe_core.models import Event
 from wfe_core.schedules import Schedule
@@ -21,7 +22,8 @@ from wfe_sql.testing.store import DialectStore, sample_instance
 __all__ = ["MigrationSuite"]
 
 _VERSIONS = "SELECT version, description FROM wfe_schema_version ORDER BY version"
-_DOWNGRADE_5_TO_4 = ("ALTER TABLE wfe_events DROP COLUMN headers",)
+_DOWNGRADE_6_TO_5 = ("DROP TABLE wfe_definitions",)
+_DOWNGRADE_5_TO_4 = (*_DOWNGRADE_6_TO_5, "ALTER TABLE wfe_events DROP COLUMN headers")
 
 _DOWNGRADE_3_TO_2 = (
     *_DOWNGRADE_5_TO_4,
@@ -222,6 +224,27 @@ class MigrationSuite(DialectSuiteBase):
             (SCHEMA_VERSION,)
         ]
         assert "headers" in await dialect_store.column_names("wfe_events")
+
+    async def test_a_version_5_store_gets_the_definitions_table(
+        self, dialect_store: DialectStore
+    ) -> None:
+        """A store written by schema version 5 gets ``wfe_definitions`` from migration 6,
+        keeps its rows, and stores definition documents afterwards."""
+        async with dialect_store.provider() as store:
+            await store.create_workflow(sample_instance("old"))
+        await dialect_store.run(
+            *_DOWNGRADE_6_TO_5,
+            "DELETE FROM wfe_schema_version",
+            "INSERT INTO wfe_schema_version (version, description, applied_at) VALUES (5, 'v5', 0)",
+        )
+        async with dialect_store.provider() as store:
+            assert (await store.get_workflow_instance("old")).id == "old"
+            saved = StoredDefinition("d", 1, "json", '{"Id": "d"}')
+            assert await store.save_definition(saved)
+            assert (await store.get_definition("d")).text == saved.text
+        assert await dialect_store.rows("SELECT max(version) FROM wfe_schema_version") == [
+            (SCHEMA_VERSION,)
+        ]
 
     async def test_a_missing_migration_step_is_refused(self, dialect_store: DialectStore) -> None:
         async with dialect_store.provider():

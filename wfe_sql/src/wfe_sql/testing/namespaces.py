@@ -59,16 +59,17 @@ class NamespaceSuite(DialectSuiteBase):
         tables = tables_for(_NS)
         last = MIGRATIONS[-1]
         await dialect_store.run(
-            f"ALTER TABLE {tables.events.name} DROP COLUMN headers",
+            f"DROP TABLE {tables.definitions.name}",
             f"DELETE FROM {tables.schema_version.name} WHERE version = {SCHEMA_VERSION}",
             f"INSERT INTO {tables.schema_version.name} (version, description, applied_at) "
             f"VALUES ({SCHEMA_VERSION - 1}, 'older', 0)",
         )
         assert last.version == SCHEMA_VERSION
-        assert "headers" not in await dialect_store.column_names(tables.events.name)
+        assert await dialect_store.column_names(tables.definitions.name) == set()
         async with dialect_store.provider(namespace=_NS) as store:
             await store.ensure_store_exists()
-        assert "headers" in await dialect_store.column_names(tables.events.name)
+        assert "text" in await dialect_store.column_names(tables.definitions.name)
+        assert "text" in await dialect_store.column_names(tables_for("default").definitions.name)
         assert await dialect_store.rows(
             f"SELECT version FROM {tables.schema_version.name} ORDER BY version"
         ) == [(SCHEMA_VERSION - 1,), (SCHEMA_VERSION,)]

@@ -1,0 +1,145 @@
+"""``wait_for_workflow`` on the host that runs the workflow takes the end in process: no
+store read while the workflow runs here, and the instance returned is what the last
+write stored. A waiter elsewhere (a client, another host) still reads the store."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from wfe_core.client import core as client_core
+
+from wfe_core import (
+    HostOptions,
+    StepContext,
+    Workflow,
+    WorkflowBuilder,
+    WorkflowClient,
+    WorkflowHost,
+    WorkflowStatus,
+)
+from wfe_memory import MemoryPersistenceProvider
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@dataclass
+class Box:
+    steps: int = 0
+
+
+def bump(context: StepContext[Box]) -> None:
+    context.workflow.data.steps += 1
+
+
+class Three(Workflow[Box]):
+    id = "wait-in-process"
+
+    def build(self, builder: WorkflowBuilder[Box]) -> None:
+        builder.start_with(bump).then(bump).then(bump)
+
+
+class Gate(Workflow[Box]):
+    id = "wait-in-process-gate"
+
+    def build(self, builder: WorkflowBuilder[Box]) -> None:
+        builder.start_with(bump).wait_for("open", key=lambda d: "k").then(bump)
+
+
+class CountingStore(MemoryPersistenceProvider):
+    """The memory store, counting instance reads."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.reads = 0
+
+    async def get_workflow_instance(self, workflow_id: str) -> Any:
+        self.reads += 1
+        return await super().get_workflow_instance(workflow_id)
+
+
+async def test_the_host_running_it_hands_the_end_over_without_reading_the_store() -> None:
+    store = CountingStore()
+    # no poll after the first (a poll could queue a running instance for another pass)
+    async with WorkflowHost(store, options=HostOptions(poll_interval=3600)) as host:
+        host.register_workflow(Three())
+        await host.start()
+        await host.wait_for_workflow(await host.start_workflow(Three.id, Box()), 30)
+        for _ in range(20):
+            before = store.reads
+            wid = await host.start_workflow(Three.id, Box())
+            done = await host.wait_for_workflow(wid, 30)
+            assert store.reads == before  # neither the pass nor the waiter read it
+            assert done.status is WorkflowStatus.COMPLETE
+            assert done.data.steps == 3
+            stored = await store.get_workflow_instance(wid)
+            assert done == stored  # what the last write stored, revision included
+            done.data.steps = 99  # the caller's copy: nothing else sees it
+            assert (await host.wait_for_workflow(wid, 30)).data.steps == 3
+
+
+async def test_a_waiter_after_the_end_gets_it_from_this_process_then_from_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = CountingStore()
+    async with WorkflowHost(store) as host:
+        host.register_workflow(Three())
+        await host.start()
+        wid = await host.start_workflow(Three.id, Box())
+        await host.wait_for_workflow(wid, 30)
+        before = store.reads
+        assert (await host.wait_for_workflow(wid, 30)).data.steps == 3
+        assert store.reads == before
+        monkeypatch.setattr(client_core, "ENDS_KEPT_SECONDS", 0.0)  # the moment is over
+        assert (await host.wait_for_workflow(wid, 30)).data.steps == 3
+        assert store.reads == before + 1
+
+
+async def test_a_waiting_workflow_resumed_here_ends_through_the_in_process_hand_over() -> None:
+    store = CountingStore()
+    async with WorkflowHost(store) as host:
+        host.register_workflow(Gate())
+        await host.start()
+        wid = await host.start_workflow(Gate.id, Box())
+        waiter = asyncio.create_task(host.wait_for_workflow(wid, 30))
+        for _ in range(3000):
+            if (await store.get_workflow_instance(wid)).data.steps == 1:
+                break
+            await asyncio.sleep(0.01)
+        await host.publish_event("open", "k", None)
+        done = await waiter
+        assert done.status is WorkflowStatus.COMPLETE
+        assert done.data.steps == 2
+
+
+async def test_a_client_on_the_same_store_reads_the_end_from_the_store() -> None:
+    store = CountingStore()
+    async with WorkflowHost(store) as host:
+        host.register_workflow(Three())
+        await host.start()
+        async with WorkflowClient(store) as client:
+            client.register_workflow(Three())
+            wid = await client.start_workflow(Three.id, Box())
+            before = store.reads
+            done = await client.wait_for_workflow(wid, 30)
+            assert done.status is WorkflowStatus.COMPLETE
+            assert done.data.steps == 3
+            assert store.reads > before
+
+
+async def test_the_kept_ends_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(client_core, "ENDS_KEPT", 5)
+    async with WorkflowHost(MemoryPersistenceProvider()) as host:
+        host.register_workflow(Three())
+        await host.start()
+        ids = [await host.start_workflow(Three.id, Box()) for _ in range(12)]
+        for wid in ids:
+            await host.wait_for_workflow(wid, 30)
+        assert len(host._ends_here) <= 5
