@@ -143,3 +143,37 @@ async def test_the_kept_ends_are_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
         for wid in ids:
             await host.wait_for_workflow(wid, 30)
         assert len(host._ends_here) <= 5
+
+
+def test_a_copied_instance_shares_no_mutable_state() -> None:
+    """The copy a waiter gets (``copy.deepcopy``, with fast paths for the model's own
+    fields) equals the original and changing it changes nothing in the original."""
+    import copy
+
+    from wfe_core.models import ExecutionPointer, PointerStatus, WorkflowInstance
+
+    first = ExecutionPointer(step_id=0, status=PointerStatus.COMPLETE, children=["c1"])
+    first.extension_attributes["k"] = {"nested": [1, 2]}
+    first.persistence_data = {"state": [1]}
+    second = ExecutionPointer(step_id=1, scope=[first.id], event_data={"paid": [3]})
+    original = WorkflowInstance("wf", data=Box(steps=2), execution_pointers=[first, second])
+    original.execution_pointers.clear_changes()
+    second.retry_count = 1  # changed since loaded: the copy keeps that too
+
+    clone = copy.deepcopy(original)
+    assert clone == original
+    assert [p.id for p in clone.execution_pointers.changed()] == [second.id]
+    assert clone.pointer(first.id) is clone.execution_pointers[0]
+    c_first, c_second = clone.execution_pointers
+    c_first.children.append("c2")
+    c_first.extension_attributes["k"]["nested"].append(3)
+    c_first.persistence_data["state"].append(2)
+    c_second.scope.append("x")
+    c_second.event_data["paid"].append(4)
+    clone.data.steps = 9
+    assert first.children == ["c1"]
+    assert first.extension_attributes == {"k": {"nested": [1, 2]}}
+    assert first.persistence_data == {"state": [1]}
+    assert second.scope == [first.id]
+    assert second.event_data == {"paid": [3]}
+    assert original.data.steps == 2

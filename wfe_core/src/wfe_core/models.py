@@ -174,8 +174,20 @@ class ExecutionPointer:
         clone = ExecutionPointer.__new__(ExecutionPointer)
         memo[id(self)] = clone
         d = clone.__dict__
+        source = self.__dict__
         for name in _POINTER_FIELDS:
-            d[name] = copy.deepcopy(self.__dict__[name], memo)
+            value = source[name]
+            # immutable values are shared, as deepcopy would, without its dispatch; the
+            # id lists hold strings only
+            kind = type(value)
+            if kind in _IMMUTABLE:
+                d[name] = value
+            elif name in _ID_LISTS and kind is list:
+                d[name] = list(value)
+            elif kind is dict and not value:
+                d[name] = {}
+            else:
+                d[name] = copy.deepcopy(value, memo)
         return clone
 
     def __getstate__(self) -> dict[str, Any]:
@@ -186,6 +198,8 @@ class ExecutionPointer:
 
 
 _POINTER_FIELDS = tuple(f.name for f in fields(ExecutionPointer))
+_IMMUTABLE = frozenset({type(None), str, int, float, bool, datetime, PointerStatus})
+_ID_LISTS = frozenset({"children", "scope"})
 
 
 class PointerList(list[ExecutionPointer]):
@@ -317,6 +331,14 @@ class WorkflowInstance:
             value = PointerList(value)
         object.__setattr__(self, name, value)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> WorkflowInstance:
+        clone = WorkflowInstance.__new__(WorkflowInstance)
+        memo[id(self)] = clone
+        d = clone.__dict__
+        for name, value in self.__dict__.items():
+            d[name] = value if type(value) in _HEADER_IMMUTABLE else copy.deepcopy(value, memo)
+        return clone
+
     def changed_pointers(self) -> list[ExecutionPointer]:
         """Pointers added or changed since the instance was loaded or last persisted."""
         return self.execution_pointers.changed()
@@ -432,3 +454,6 @@ class LifecycleEvent:
     execution_pointer_id: str | None = None
     message: str | None = None
     event_time: datetime = field(default_factory=utcnow)
+
+
+_HEADER_IMMUTABLE = frozenset({type(None), str, int, bool, datetime, WorkflowStatus})
