@@ -1,12 +1,16 @@
-"""Shared helpers for bench cells: store URLs, percentiles, versions."""
+"""Shared helpers for bench cells: store URLs, percentiles, versions, the closed loop."""
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import sqlite3
 import statistics
 import sys
+import time
 import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
@@ -44,3 +48,34 @@ def versions() -> dict[str, Any]:
         "implementation": platform.python_implementation(),
         "sqlite": sqlite3.sqlite_version,
     }
+
+
+@dataclass
+class LoopRun:
+    """What :func:`closed_loop` measured."""
+
+    latencies: list[float]
+    """Seconds, one per call of ``one``."""
+    wall: float
+    """Seconds from the first call to the last return."""
+    cpu: float
+    """Process CPU seconds over the same span."""
+
+
+async def closed_loop(one: Callable[[], Awaitable[float]], n: int, concurrency: int) -> LoopRun:
+    """Call ``one`` (which returns a latency in seconds) ``n`` times with
+    ``concurrency`` calls in flight, each caller starting its next call as soon as its
+    last one returned."""
+    latencies: list[float] = []
+    remaining = n
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            latencies.append(await one())
+
+    cpu0 = time.process_time()
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return LoopRun(latencies, time.perf_counter() - started, time.process_time() - cpu0)

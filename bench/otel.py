@@ -34,6 +34,7 @@ async def _throughput(store: str, n: int, concurrency: int, mode: str) -> dict[s
     from wfe_core.host import HostOptions, MiddlewarePhase
     from wfe_core.models import WorkflowInstance
 
+    from bench.common import closed_loop
     from bench.wfe_cell import PerfData, PerfWorkflow, open_host
 
     spans: list[int] = [0]
@@ -67,17 +68,8 @@ async def _throughput(store: str, n: int, concurrency: int, mode: str) -> dict[s
             return await asyncio.wait_for(fut, 120) - t0
 
         await one()  # warm-up, untimed
-        latencies: list[float] = []
-        left = [n]
-
-        async def runner() -> None:
-            while left[0] > 0:
-                left[0] -= 1
-                latencies.append(await one())
-
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        await asyncio.gather(*(runner() for _ in range(concurrency)))
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        run = await closed_loop(one, n, concurrency)
+        latencies, elapsed, cpu = run.latencies, run.wall, run.cpu
     for provider in providers:
         provider.shutdown()
     latencies.sort()

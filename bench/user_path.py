@@ -11,12 +11,11 @@ Same stores and fresh-store rules as :mod:`bench.wfe_cell`.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
 
-from bench.common import latency_summary, new_tag
+from bench.common import closed_loop, latency_summary, new_tag
 from bench.wfe_cell import SIGNALS, WriteCounter, _group_commit, _options, open_host
 from wfe_core import StepContext, Workflow, WorkflowBuilder, WorkflowStatus
 
@@ -114,20 +113,8 @@ async def run_user(store: str, n: int, concurrency: int, workload: str) -> dict[
         before = counter.total
         groups = _group_commit(host)
         groups_before = groups.synced if groups is not None else 0
-        latencies: list[float] = []
-        remaining = n
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                latencies.append(await one())
-
-        cpu0 = time.process_time()
-        t_start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t_start
-        cpu = time.process_time() - cpu0
+        run = await closed_loop(one, n, concurrency)
+        latencies, wall, cpu = run.latencies, run.wall, run.cpu
         writes = counter.total - before
         durable = (groups.synced - groups_before) / n if groups is not None else None
     return {
@@ -169,20 +156,8 @@ async def run_user_event(store: str, n: int, concurrency: int) -> dict[str, Any]
 
         await one()  # warm-up
         before = counter.total
-        latencies: list[float] = []
-        remaining = n
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                latencies.append(await one())
-
-        cpu0 = time.process_time()
-        t_start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t_start
-        cpu = time.process_time() - cpu0
+        run = await closed_loop(one, n, concurrency)
+        latencies, wall, cpu = run.latencies, run.wall, run.cpu
         writes = counter.total - before
     return {
         "engine": "wfe",

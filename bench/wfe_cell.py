@@ -21,7 +21,7 @@ from typing import Any
 from wfe_core.host import HostOptions, MiddlewarePhase
 from wfe_core.models import WorkflowInstance
 
-from bench.common import PG_URL, REDIS_URL, latency_summary, new_tag, versions
+from bench.common import PG_URL, REDIS_URL, closed_loop, latency_summary, new_tag, versions
 from wfe_core import Workflow, WorkflowHost
 
 WRITE_METHODS = (
@@ -261,20 +261,8 @@ async def run_throughput(store: str, n: int, concurrency: int) -> dict[str, Any]
         before_counts = dict(counter.counts)
         groups = _group_commit(host)
         groups_before = groups.synced if groups is not None else 0
-        latencies: list[float] = []
-        remaining = n
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                latencies.append(await one())
-
-        cpu0 = time.process_time()
-        t_start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t_start
-        cpu = time.process_time() - cpu0
+        run = await closed_loop(one, n, concurrency)
+        latencies, wall, cpu = run.latencies, run.wall, run.cpu
         writes = counter.total - before
         per_method = {
             k: (v - before_counts.get(k, 0)) / n
@@ -323,20 +311,8 @@ async def run_event(store: str, n: int, concurrency: int) -> dict[str, Any]:
 
         await one()  # warm-up
         before = counter.total
-        latencies: list[float] = []
-        remaining = n
-
-        async def worker() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                latencies.append(await one())
-
-        cpu0 = time.process_time()
-        t_start = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall = time.perf_counter() - t_start
-        cpu = time.process_time() - cpu0
+        run = await closed_loop(one, n, concurrency)
+        latencies, wall, cpu = run.latencies, run.wall, run.cpu
         writes = counter.total - before
     return {
         "engine": "wfe",
