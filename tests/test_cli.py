@@ -28,7 +28,7 @@ from click.testing import CliRunner, Result
 from wfe_core.cli import cli, coerce, jsonable, parse_duration
 from wfe_core.demo import OrderData
 from wfe_core.registry import StoreComponents
-from worker_process import WorkerProcess
+from worker_process import BLOCKING_APP, WorkerProcess
 
 from wfe_core import (
     Capability,
@@ -1039,31 +1039,6 @@ def test_worker_stop_waits_for_the_running_step(
     assert shown["data"] == {"slow_done": True}
     assert shown["pointers"][0]["status"] == "complete"
     assert shown["status"] == "complete"
-
-
-BLOCKING_APP = """
-    import asyncio
-    from pathlib import Path
-
-    from wfe_core import Workflow
-
-
-    async def block(context):
-        Path("step-started").write_text(context.workflow.id)
-        await asyncio.sleep(3600)
-
-
-    class Block(Workflow[dict]):
-        id = "block"
-        data_type = dict
-
-        def build(self, builder):
-            builder.start_with(block).name("blocking step")
-
-
-    def register(host):
-        host.register_workflow(Block())
-"""
 
 
 @pytest.fixture

@@ -13,9 +13,7 @@ import json
 import os
 import queue
 import signal
-import subprocess
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +23,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from wfe_core.cli import cli
-from worker_process import WFE, clean_env
+from worker_process import BLOCKING_APP, WorkerProcess
 
 from wfe_core import Workflow, WorkflowClient, WorkflowStatus
 
@@ -54,29 +52,14 @@ PID_APP = """
 """
 
 
-class Supervisor:
+class Supervisor(WorkerProcess):
     """``wfe ARGS`` (a ``worker --processes N --json``) in ``cwd``; its stdout JSON
     lines can be awaited."""
 
     def __init__(self, args: list[str], cwd: Path) -> None:
-        self.proc = subprocess.Popen(
-            [str(WFE), *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=cwd,
-            env=clean_env(PYTHONUNBUFFERED="1"),
-        )
+        super().__init__(args, cwd, command=())
         self.events: list[dict[str, Any]] = []
         self.other: list[str] = []
-        self._queue: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._queue.put(line)
-        self._queue.put(None)
 
     def _take(self, timeout: float) -> bool:
         """Read one line if one comes within ``timeout``; False at the end of stdout."""
@@ -118,8 +101,10 @@ class Supervisor:
                 pids.add(e["pid"])
         return pids
 
-    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0) -> tuple[int, str]:
-        """Send ``sig``; the exit status and stderr."""
+    def signal_and_wait(
+        self, sig: signal.Signals = signal.SIGTERM, timeout: float = 60.0
+    ) -> tuple[int, str]:
+        """Send ``sig``; the exit status and stderr (its JSON lines are read)."""
         self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
         deadline = time.monotonic() + timeout
@@ -130,15 +115,10 @@ class Supervisor:
 
     def kill(self) -> None:
         """Kill it (and any child it left) if still running."""
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        super().kill()
         for pid in self.child_pids():
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
 
 
 def alive(pid: int) -> bool:
@@ -245,7 +225,7 @@ def test_processes_share_the_work_restart_and_stop(
 
     children = sup.child_pids()
     assert children == first | {restarted}
-    code, err = sup.stop(signal.SIGTERM)
+    code, err = sup.signal_and_wait(signal.SIGTERM)
     assert code == 0, err
     assert "Traceback" not in err
     assert len(sup.wait_for("worker_stopped", 2)) == 2
@@ -319,31 +299,6 @@ def test_processes_in_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "wfe.toml" in result.output
 
 
-BLOCKING_APP = """
-    import asyncio
-    from pathlib import Path
-
-    from wfe_core import Workflow
-
-
-    async def block(context):
-        Path("step-started").write_text(context.workflow.id)
-        await asyncio.sleep(3600)
-
-
-    class Block(Workflow[dict]):
-        id = "block"
-        data_type = dict
-
-        def build(self, builder):
-            builder.start_with(block)
-
-
-    def register(host):
-        host.register_workflow(Block())
-"""
-
-
 def test_second_ctrl_c_forces_every_process_out(
     tmp_path: Path, supervisors: list[Supervisor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -371,7 +326,7 @@ def test_second_ctrl_c_forces_every_process_out(
     assert len(sup.wait_for("worker_stopping", 2)) == 2  # each child got it once
     sup.wait_for("worker_stopped", 1)  # the idle one; the other waits for its step
     asked = time.monotonic()
-    code, err = sup.stop(signal.SIGINT, timeout=30)
+    code, err = sup.signal_and_wait(signal.SIGINT, timeout=30)
     assert time.monotonic() - asked < 20
     assert code == 130, err
     assert "Traceback" not in err

@@ -1,6 +1,7 @@
 """A real ``wfe worker`` subprocess for the CLI tests: its stdout lines can be awaited
 (a reader thread queues them), it is stopped with a real signal, and everything it wrote
-is collected. Shared by the tests that run workers (``test_cli``, ``test_cli_backup``);
+is collected. Shared by the tests that run workers (``test_cli``, ``test_cli_backup``,
+``test_cli_processes``);
 the ``workers`` fixture (``tests/conftest.py``) kills what a test left running."""
 
 from __future__ import annotations
@@ -25,12 +26,43 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
-class WorkerProcess:
-    """``wfe worker ARGS`` in ``cwd``, unbuffered; stdout lines can be awaited."""
+BLOCKING_APP = """
+    import asyncio
+    from pathlib import Path
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    from wfe_core import Workflow
+
+
+    async def block(context):
+        Path("step-started").write_text(context.workflow.id)
+        await asyncio.sleep(3600)
+
+
+    class Block(Workflow[dict]):
+        id = "block"
+        data_type = dict
+
+        def build(self, builder):
+            builder.start_with(block).name("blocking step")
+
+
+    def register(host):
+        host.register_workflow(Block())
+"""
+"""An app (``register``) whose workflow ``block`` writes ``step-started`` in the
+worker's folder and then waits for ever in its step."""
+
+
+class WorkerProcess:
+    """``wfe worker ARGS`` in ``cwd``, unbuffered; stdout lines can be awaited.
+    ``command``: what comes between ``wfe`` and ``ARGS`` (``()`` for a full command
+    line in ``ARGS``)."""
+
+    def __init__(
+        self, args: list[str], cwd: Path, *, command: tuple[str, ...] = ("worker",)
+    ) -> None:
         self.proc = subprocess.Popen(
-            [str(WFE), "worker", *args],
+            [str(WFE), *command, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
