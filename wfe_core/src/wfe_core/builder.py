@@ -394,7 +394,8 @@ class StepBuilder(_Chain[TData], Generic[TData, TStep]):
         self.step.inputs = [i for i in self.step.inputs if i[0] != attr]
         self.step.inputs.append((attr, fn, _call_style(fn, 2)))
 
-    def _add_branch(self, branch: BranchFn[Any], value: Any, what: str) -> None:
+    def _branch_first_step(self, branch: BranchFn[Any], what: str) -> int:
+        """Build ``branch`` (a function taking a builder) and return its first step's id."""
         if not callable(branch):
             raise DefinitionError(
                 f"{self.step.display_name}: {what} takes a branch: a function taking a builder"
@@ -403,7 +404,10 @@ class StepBuilder(_Chain[TData], Generic[TData, TStep]):
         branch(sub)
         if sub.first_step is None:
             raise DefinitionError(f"{self.step.display_name}: a {what} branch adds no steps")
-        self.step.children.append(sub.first_step)
+        return int(sub.first_step)
+
+    def _add_branch(self, branch: BranchFn[Any], value: Any, what: str) -> None:
+        self.step.children.append(self._branch_first_step(branch, what))
         self.step.child_values.append(value)
 
     def name(self, name: str) -> StepBuilder[TData, TStep]:
@@ -635,6 +639,3 @@ class UserTaskBuilder(
     def __init__(self, wb: WorkflowBuilder[Any], step: WorkflowStep, spec: ut.UserTaskSpec) -> None:
         super().__init__(wb, step)
         self._spec = spec
-
-
-_ = datetime  # re-exported type used in annotations of builder callers

@@ -470,16 +470,8 @@ class UserTaskChain(Generic[TData, TBranch]):
     _spec: UserTaskSpec
     _last_option: str | None = None
 
-    def _branch_first_step(self, branch: Callable[[TBranch], object], what: str) -> int:
-        if not callable(branch):
-            raise DefinitionError(
-                f"{self.step.display_name}: {what} takes a branch: a function taking a builder"
-            )
-        sub = self._wb._branch()
-        branch(sub)
-        if sub.first_step is None:
-            raise DefinitionError(f"{self.step.display_name}: a {what} branch adds no steps")
-        return int(sub.first_step)
+    _branch_first_step: Callable[[Callable[[TBranch], object], str], int]
+    """Build a branch and return its first step's id (``StepBuilder``'s)."""
 
     def with_option(self, value: str, label: str | None = None) -> Self:
         """Offer the choice ``value`` (shown as ``label``, default the value); follow it
