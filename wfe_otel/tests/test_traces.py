@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
+from wfe_core.models import utcnow
+from wfe_core.persistence import Claim
 from wfe_core.telemetry import EVENT_CONTEXT_ATTRIBUTE, TRACE_CONTEXT_ATTRIBUTE
 from wfe_otel_testapp import FAST, Doomed, Greet, Traced
 
@@ -256,6 +258,39 @@ async def test_a_workflow_started_outside_any_span_is_one_trace_rooted_at_its_fi
         "step 3 (last)",
     }
     assert {s.context.trace_id for s in spans} == {root.context.trace_id}
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+async def test_a_lease_takeover_is_counted_and_logged(
+    telemetry: Telemetry, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """An instance claimed by a process that died (its lease runs out unrenewed) is
+    taken over by the host: one ``wfe.lease.takeovers``, a WARNING naming it, and the
+    workflow completes; a plain run (a free instance) counts none."""
+    from wfe_sqlite import SqlitePersistenceProvider
+
+    def opened() -> Any:
+        if kind == "memory":
+            return MemoryPersistenceProvider()
+        return SqlitePersistenceProvider(tmp_path / "takeover.db")
+
+    async with opened() as store:
+        await store.ensure_store_exists()
+        client = WorkflowClient(store)
+        client.register_workflow(Greet())
+        orphan = await client.start_workflow(Greet.id, {})
+        lease = utcnow() + timedelta(milliseconds=500)
+        assert await store.claim_workflow(orphan, "dead-host", lease) == Claim.CLAIMED
+        async with WorkflowHost(store, options=FAST) as host:
+            host.register_workflow(Greet())
+            _instrument(host, telemetry)
+            plain = await host.start_workflow(Greet.id, {})
+            assert (await host.wait_for_workflow(plain, 20)).status is WorkflowStatus.COMPLETE
+            assert telemetry.total("wfe.lease.takeovers") == 0
+            assert (await host.wait_for_workflow(orphan, 20)).status is WorkflowStatus.COMPLETE
+    assert telemetry.total("wfe.lease.takeovers") == 1
+    warnings = [r for r in caplog.records if "took over workflow" in r.getMessage()]
+    assert [getattr(r, "workflow_id", None) for r in warnings] == [orphan]
 
 
 async def test_without_instrumentation_nothing_is_stored(telemetry: Telemetry) -> None:

@@ -21,7 +21,7 @@ import anyio
 import pytest
 from wfe_core.errors import ConcurrencyError, ControlPending, LeaseLost, WorkflowNotFound
 from wfe_core.models import ExecutionPointer, WorkflowInstance, WorkflowStatus, new_id, utcnow
-from wfe_core.persistence import PersistenceProvider
+from wfe_core.persistence import Claim, PersistenceProvider
 
 from wfe_conformance.base import SuiteBase
 from wfe_conformance.scenarios.support import wait_until
@@ -130,11 +130,12 @@ class OwnershipTests(SuiteBase):
     async def test_claim_is_exclusive_until_released(self, provider: PersistenceProvider) -> None:
         """A claim excludes other owners; the holder renews it; release frees it."""
         wid = await provider.create_workflow(_instance())
-        assert await provider.claim_workflow(wid, "a", _later())
-        assert not await provider.claim_workflow(wid, "b", _later())
-        assert await provider.claim_workflow(wid, "a", _later(120))
+        assert await provider.claim_workflow(wid, "a", _later()) == Claim.CLAIMED
+        assert await provider.claim_workflow(wid, "b", _later()) == Claim.REFUSED
+        assert await provider.claim_workflow(wid, "a", _later(120)) == Claim.CLAIMED
         await provider.release_workflow(wid, "a")
-        assert await provider.claim_workflow(wid, "b", _later())
+        # a released claim is free, not taken over
+        assert await provider.claim_workflow(wid, "b", _later()) == Claim.CLAIMED
 
     async def test_claim_of_unknown_workflow_raises(self, provider: PersistenceProvider) -> None:
         """Claiming an unknown id raises WorkflowNotFound."""
@@ -142,15 +143,21 @@ class OwnershipTests(SuiteBase):
             await provider.claim_workflow("no-such-workflow", "a", _later())
 
     async def test_expired_claim_can_be_taken(self, provider: PersistenceProvider) -> None:
-        """Once its lease has expired, another owner may take the claim."""
+        """Once its lease has expired, another owner may take the claim, and the claim
+        says so (``Claim.TAKEN_OVER``: the host counts and logs a lease takeover); the
+        new holder's renewal is a plain ``CLAIMED``."""
         wid = await provider.create_workflow(_instance())
         assert await provider.claim_workflow(wid, "a", utcnow() + timedelta(milliseconds=300))
         assert not await provider.claim_workflow(wid, "b", _later())
+        got: list[bool | Claim] = []
 
         async def taken() -> bool:
-            return await provider.claim_workflow(wid, "b", _later())
+            got.append(await provider.claim_workflow(wid, "b", _later()))
+            return bool(got[-1])
 
         await wait_until(taken, _TIMEOUT, "the expired claim to be taken")
+        assert got[-1] == Claim.TAKEN_OVER, f"a takeover reported as {got[-1]!r}"
+        assert await provider.claim_workflow(wid, "b", _later()) == Claim.CLAIMED
         assert not await provider.claim_workflow(wid, "a", _later())
 
     async def test_release_by_another_owner_is_a_no_op(self, provider: PersistenceProvider) -> None:
@@ -167,7 +174,7 @@ class OwnershipTests(SuiteBase):
         results: dict[str, bool] = {}
 
         async def claim(owner: str) -> None:
-            results[owner] = await provider.claim_workflow(wid, owner, _later())
+            results[owner] = bool(await provider.claim_workflow(wid, owner, _later()))
 
         with anyio.fail_after(_TIMEOUT):
             async with anyio.create_task_group() as tg:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import datetime
+from enum import IntEnum
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
@@ -43,6 +44,7 @@ __all__ = [
     "CONTROL_ACTIONS",
     "MAX_ID_LENGTH",
     "MAX_KEY_LENGTH",
+    "Claim",
     "CommandHandler",
     "ErrorRepository",
     "EventRepository",
@@ -229,6 +231,21 @@ def check_claim(owner: str, lease_until: datetime | None) -> None:
     check_aware(lease_until, "lease_until")
 
 
+class Claim(IntEnum):
+    """What :meth:`WorkflowRepository.claim_workflow` did. An ``int`` whose truth is
+    "the caller holds the claim now", so ``if await repo.claim_workflow(...)`` reads
+    as before; a provider that cannot tell a takeover apart may return a plain bool."""
+
+    REFUSED = 0
+    """Another owner holds a live claim: nothing changed."""
+    CLAIMED = 1
+    """The instance was unclaimed (or released), or the caller held it already (a
+    renewal)."""
+    TAKEN_OVER = 2
+    """Another owner's claim had expired and the caller took it over: that owner
+    stopped renewing its lease (it died, hung, or lost the store) mid-run."""
+
+
 @runtime_checkable
 class WorkflowRepository(Protocol):
     """Stores workflow instances and their execution pointers.
@@ -318,12 +335,17 @@ class WorkflowRepository(Protocol):
         """
         ...
 
-    async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
+    async def claim_workflow(
+        self, workflow_id: str, owner: str, lease_until: datetime
+    ) -> bool | Claim:
         """Atomic compare-and-set: make ``owner`` the holder of the instance until
         ``lease_until`` when no claim is held, the held one has expired, or ``owner``
-        holds it already (a renewal); return whether ``owner`` holds it now. Of N
-        concurrent callers with different owners at most one wins. Raises
-        :class:`~wfe_core.errors.WorkflowNotFound` for an unknown id."""
+        holds it already (a renewal); return whether ``owner`` holds it now, as a
+        :class:`Claim`: ``TAKEN_OVER`` when the claim taken was another owner's,
+        expired (counted as a lease takeover), ``CLAIMED`` otherwise, ``REFUSED`` (0)
+        when another owner holds a live one. Of N concurrent callers with different
+        owners at most one wins. Raises :class:`~wfe_core.errors.WorkflowNotFound` for
+        an unknown id."""
         ...
 
     async def release_workflow(self, workflow_id: str, owner: str) -> None:

@@ -27,6 +27,7 @@ instrumentation stores the trace context a workflow was started in under
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from contextvars import ContextVar
@@ -36,11 +37,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from wfe_core.models import Event, ExecutionPointer, WorkflowInstance
 
+log = logging.getLogger("wfe_core.telemetry")
+
 __all__ = [
     "EVENT_CONTEXT_ATTRIBUTE",
     "TRACE_CONTEXT_ATTRIBUTE",
     "EventPropagation",
     "Instrumentation",
+    "LeaseObserver",
     "StepInfo",
     "StepObservation",
     "current_ids",
@@ -50,6 +54,7 @@ __all__ = [
     "note_delivered_event",
     "pass_ids",
     "step_ids",
+    "took_over",
 ]
 
 TRACE_CONTEXT_ATTRIBUTE = "wfe.trace_context"
@@ -179,6 +184,32 @@ def event_headers(
     except Exception:
         return {}
     return check_headers(found) if found else {}
+
+
+@runtime_checkable
+class LeaseObserver(Protocol):
+    """The optional hook of an :class:`Instrumentation` told of lease takeovers: this
+    process claimed an instance whose previous holder's lease had expired (see
+    :class:`~wfe_core.persistence.Claim`)."""
+
+    def lease_taken_over(self, workflow_id: str) -> None:
+        """Called once per takeover, right after the claim; must not raise."""
+        ...
+
+
+def took_over(instrumentation: Instrumentation | None, workflow_id: str) -> None:
+    """Tell ``instrumentation`` (when it has the :class:`LeaseObserver` hook) that
+    ``workflow_id`` was taken over; a hook that raises is logged, never propagated."""
+    hook = getattr(instrumentation, "lease_taken_over", None)
+    if hook is None:
+        return
+    try:
+        hook(workflow_id)
+    except Exception:
+        log.exception(
+            "the instrumentation's lease_taken_over hook failed",
+            extra={"workflow_id": workflow_id},
+        )
 
 
 def check_headers(headers: object) -> dict[str, str]:

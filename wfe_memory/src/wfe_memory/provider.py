@@ -55,7 +55,7 @@ from wfe_core.models import (
     utcnow,
 )
 from wfe_core.namespaces import check_namespace, resolve_namespace
-from wfe_core.persistence import CommandHandler
+from wfe_core.persistence import Claim, CommandHandler
 from wfe_core.persistence import check_aware as _check_aware
 from wfe_core.persistence import check_claim as _check_claim
 from wfe_core.persistence import check_control_action as _check_control_action
@@ -491,7 +491,9 @@ class MemoryPersistenceProvider(MemoryDefinitionStore):
         instance.revision += 1
         instance.mark_persisted()
 
-    async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
+    async def claim_workflow(
+        self, workflow_id: str, owner: str, lease_until: datetime
+    ) -> bool | Claim:
         """Take or renew ``owner``'s claim unless another owner holds a live one."""
         _check_claim(owner, lease_until)
         lease_until = _required_utc(lease_until, "lease_until")
@@ -500,10 +502,11 @@ class MemoryPersistenceProvider(MemoryDefinitionStore):
         if stored is None:
             raise WorkflowNotFound(workflow_id)
         if stored.owner != owner and stored.claimed(self._clock()):
-            return False
+            return Claim.REFUSED
+        taken = stored.owner is not None and stored.owner != owner
         stored.owner = owner
         stored.lease_until = lease_until
-        return True
+        return Claim.TAKEN_OVER if taken else Claim.CLAIMED
 
     async def release_workflow(self, workflow_id: str, owner: str) -> None:
         """Drop ``owner``'s claim (a no-op when it does not hold it)."""

@@ -69,7 +69,8 @@ _STARTED_MEMORY = 10_000  # ids of instances started here, awaiting their starte
 class WfeInstrumentation:
     """The :class:`~wfe_core.telemetry.Instrumentation` of ``wfe_otel`` (made and
     attached by :func:`instrument`); also the optional
-    :class:`~wfe_core.telemetry.EventPropagation` hook."""
+    :class:`~wfe_core.telemetry.EventPropagation` and
+    :class:`~wfe_core.telemetry.LeaseObserver` hooks."""
 
     def __init__(
         self,
@@ -161,6 +162,12 @@ class WfeInstrumentation:
         m.workflow_duration.record(
             max((end - instance.create_time).total_seconds(), 0.0), {"definition": definition}
         )
+
+    def lease_taken_over(self, workflow_id: str) -> None:
+        """Count a takeover of an expired claim (the
+        :class:`~wfe_core.telemetry.LeaseObserver` hook)."""
+        if not self.closed:
+            self.metrics.leases_taken_over.add(1, ())
 
     # ------------------------------------------------------------------ propagation
     def event_headers(self, event_name: str, event_key: str) -> dict[str, str]:

@@ -132,6 +132,13 @@ class WfeMetrics:
             "Passes stopped because this host lost its claim (another host "
             "may take the workflow over).",
         )
+        self.leases_taken_over = self._tally(
+            meter,
+            "wfe.lease.takeovers",
+            "{workflow}",
+            "Claims this host took over from another holder whose lease had expired "
+            "(that process died or hung mid-run).",
+        )
         meter.create_observable_gauge(
             "wfe.workflows.runnable",
             callbacks=[self._gauge("runnable")],

@@ -194,17 +194,19 @@ class ProviderStatements:
                 w.c.id == _b("key_id")
             )
         )
+        # a claim of a free (or own) instance first; only when that fails, the
+        # takeover of another owner's expired claim (so a takeover can be told apart)
         self.claim_workflow = c(
             update(w)
             .where(
                 w.c.id == _b("key_id"),
-                or_(
-                    w.c.owner.is_(None),
-                    w.c.owner == _b("owner"),
-                    w.c.lease_until.is_(None),
-                    w.c.lease_until <= _b("now"),
-                ),
+                or_(w.c.owner.is_(None), w.c.owner == _b("owner"), w.c.lease_until.is_(None)),
             )
+            .values(owner=_b("owner"), lease_until=_b("lease"))
+        )
+        self.take_over_workflow = c(
+            update(w)
+            .where(w.c.id == _b("key_id"), w.c.lease_until <= _b("now"))
             .values(owner=_b("owner"), lease_until=_b("lease"))
         )
         self.release_workflow = c(

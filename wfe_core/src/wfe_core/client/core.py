@@ -65,7 +65,7 @@ from wfe_core.models import (
 )
 from wfe_core.namespaces import DEFAULT_NAMESPACE
 from wfe_core.options import HostOptions, MiddlewarePhase, WorkflowMiddleware
-from wfe_core.persistence import PersistenceProvider, check_key
+from wfe_core.persistence import Claim, PersistenceProvider, check_key
 from wfe_core.primitives import (
     PARENT_ATTRIBUTE,
     WORKFLOW_ENDED_EVENT,
@@ -75,7 +75,7 @@ from wfe_core.primitives import (
 from wfe_core.queues import InProcessQueueProvider, QueueProvider
 from wfe_core.serialization import Serializer, default_serializer
 from wfe_core.steps import WorkflowDefinition, WorkflowRegistry
-from wfe_core.telemetry import Instrumentation, event_headers
+from wfe_core.telemetry import Instrumentation, event_headers, took_over
 from wfe_core.workflow import Workflow
 
 if TYPE_CHECKING:
@@ -475,10 +475,18 @@ class ClientCore(ClientDefinitions):
         return utcnow() + timedelta(seconds=self.options.lock_ttl)
 
     async def _claim(self, workflow_id: str) -> bool:
-        """Take or renew this process's claim on an instance in the store."""
-        return await self.persistence.claim_workflow(
-            workflow_id, self.owner_id, self._lease_until()
-        )
+        """Take or renew this process's claim on an instance in the store; a takeover
+        of another holder's expired claim is logged and told to the instrumentation."""
+        got = await self.persistence.claim_workflow(workflow_id, self.owner_id, self._lease_until())
+        if got is Claim.TAKEN_OVER:
+            log.warning(
+                "took over workflow %s: its previous holder's claim had expired (that "
+                "process stopped renewing its lease mid-run)",
+                workflow_id,
+                extra={"workflow_id": workflow_id},
+            )
+            took_over(self.instrumentation, workflow_id)
+        return bool(got)
 
     async def _release_claim(self, workflow_id: str) -> None:
         try:

@@ -21,6 +21,7 @@ from wfe_core.errors import (
     WorkflowNotFound,
 )
 from wfe_core.models import EventSubscription, WorkflowInstance, WorkflowStatus, new_id
+from wfe_core.persistence import Claim
 from wfe_core.persistence import check_aware as _check_aware
 from wfe_core.persistence import check_claim as _check_claim
 from wfe_core.persistence import check_control_action as _check_control_action
@@ -187,24 +188,25 @@ class SqlWorkflowRepository(SqlRepositoryBase):
             return LeaseLost(workflow_id, owner)
         return ControlPending(workflow_id, control)
 
-    async def claim_workflow(self, workflow_id: str, owner: str, lease_until: datetime) -> bool:
-        """Take or renew ``owner``'s claim unless another owner holds a live one."""
+    async def claim_workflow(
+        self, workflow_id: str, owner: str, lease_until: datetime
+    ) -> bool | Claim:
+        """Take or renew ``owner``'s claim unless another owner holds a live one: one
+        statement for a free or own instance; a second, the takeover of an expired
+        claim, only when the first finds another owner."""
         _check_claim(owner, lease_until)
         lease = to_micros(lease_until, "lease_until")
         s = await self._ready()
+        values = {"p_key_id": workflow_id, "p_owner": owner, "p_lease": lease, "p_now": self._now()}
         stmt = s.claim_workflow
-        won = await self.driver.execute(
-            stmt.sql,
-            stmt.args(
-                {"p_key_id": workflow_id, "p_owner": owner, "p_lease": lease, "p_now": self._now()}
-            ),
-            durable=False,
-        )
-        if won:
-            return True
+        if await self.driver.execute(stmt.sql, stmt.args(values), durable=False):
+            return Claim.CLAIMED
+        stmt = s.take_over_workflow
+        if await self.driver.execute(stmt.sql, stmt.args(values), durable=False):
+            return Claim.TAKEN_OVER
         if await self.driver.fetchone(s.workflow_exists.sql, (workflow_id,)) is None:
             raise WorkflowNotFound(workflow_id)
-        return False
+        return Claim.REFUSED
 
     async def release_workflow(self, workflow_id: str, owner: str) -> None:
         """Drop ``owner``'s claim (a no-op when it does not hold it)."""
