@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-CELLS = [("memory", 400, 64), ("sqlite", 400, 64), ("sqlite", 150, 1)]
+CELLS = [("memory", 3000, 64), ("sqlite", 2000, 64), ("sqlite", 400, 1)]
 
 
 async def _throughput(store: str, n: int, concurrency: int, mode: str) -> dict[str, Any]:

@@ -73,6 +73,7 @@ async def test_the_host_running_it_hands_the_end_over_without_reading_the_store(
         await host.start()
         await host.wait_for_workflow(await host.start_workflow(Three.id, Box()), 30)
         for _ in range(20):
+            await _idle(host)  # a pass the first poll queued for the last one is over
             before = store.reads
             wid = await host.start_workflow(Three.id, Box())
             done = await host.wait_for_workflow(wid, 30)
@@ -81,8 +82,17 @@ async def test_the_host_running_it_hands_the_end_over_without_reading_the_store(
             assert done.data.steps == 3
             stored = await store.get_workflow_instance(wid)
             assert done == stored  # what the last write stored, revision included
-            done.data.steps = 99  # the caller's copy: nothing else sees it
+            done.data.steps = 99  # the caller's own object: nothing else sees it
             assert (await host.wait_for_workflow(wid, 30)).data.steps == 3
+
+
+async def _idle(host: WorkflowHost) -> None:
+    """Until no pass runs on ``host`` or was handed to one (bounded)."""
+    for _ in range(3000):
+        if not host.passes.active and not host.passes.handed:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"passes still running: {sorted(host.passes.active)}")
 
 
 async def test_a_waiter_after_the_end_gets_it_from_this_process_then_from_the_store(
@@ -93,13 +103,19 @@ async def test_a_waiter_after_the_end_gets_it_from_this_process_then_from_the_st
         host.register_workflow(Three())
         await host.start()
         wid = await host.start_workflow(Three.id, Box())
-        await host.wait_for_workflow(wid, 30)
+        await _idle(host)  # it ended before anyone waited
         before = store.reads
-        assert (await host.wait_for_workflow(wid, 30)).data.steps == 3
+        first = await host.wait_for_workflow(wid, 30)  # the end kept in this process
+        assert first.data.steps == 3
         assert store.reads == before
-        monkeypatch.setattr(client_core, "ENDS_KEPT_SECONDS", 0.0)  # the moment is over
+        first.data.steps = 99  # the first waiter took that object; a second reads the store
         assert (await host.wait_for_workflow(wid, 30)).data.steps == 3
         assert store.reads == before + 1
+        other = await host.start_workflow(Three.id, Box())
+        await _idle(host)
+        monkeypatch.setattr(client_core, "ENDS_KEPT_SECONDS", 0.0)  # the moment is over
+        assert (await host.wait_for_workflow(other, 30)).data.steps == 3
+        assert store.reads == before + 2
 
 
 async def test_a_waiting_workflow_resumed_here_ends_through_the_in_process_hand_over() -> None:
@@ -177,3 +193,31 @@ def test_a_copied_instance_shares_no_mutable_state() -> None:
     assert second.scope == [first.id]
     assert second.event_data == {"paid": [3]}
     assert original.data.steps == 2
+
+
+async def test_a_waiter_wakes_when_the_pass_here_leaves_the_workflow_waiting(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """While the workflow runs here the waiter sleeps until signalled; the end of a pass
+    that leaves it waiting signals too, so the waiter goes back to reading the store and
+    sees an end written elsewhere (here: a client terminating it)."""
+    from wfe_core.client import reading
+
+    monkeypatch.setattr(reading, "_HERE_RECHECK", 3600.0)  # no safety-net wake-up
+    store = CountingStore()
+    async with WorkflowHost(store) as host:
+        host.register_workflow(Gate())
+        await host.start()
+        wid = await host.start_workflow(Gate.id, Box())
+        waiter = asyncio.create_task(host.wait_for_workflow(wid, 120))
+        for _ in range(3000):
+            if (await store.get_workflow_instance(wid)).data.steps == 1:
+                break
+            await asyncio.sleep(0.01)
+        await _idle(host)
+        async with WorkflowClient(store) as client:
+            client.register_workflow(Gate())
+            assert await client.terminate_workflow(wid)
+        # polling the store again (at most 250 ms apart), not asleep until its timeout
+        done = await asyncio.wait_for(waiter, 30)
+        assert done.status is WorkflowStatus.TERMINATED

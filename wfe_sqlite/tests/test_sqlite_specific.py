@@ -139,6 +139,44 @@ async def test_database_locked_longer_than_busy_timeout(db: Path) -> None:
         assert await provider.create_workflow(instance(id="after")) == "after"
 
 
+async def test_a_write_waits_for_another_process_lock_in_short_pauses(db: Path) -> None:
+    """A group commit that finds the write lock held by another connection tries again
+    in short pauses (many ``BEGIN IMMEDIATE`` attempts, not SQLite's 1-2-5-10 ms busy
+    handler), commits once the lock is free, and leaves the busy timeout as it was."""
+    async with SqlitePersistenceProvider(db, busy_timeout=30) as provider:
+        await provider.create_workflow(instance(id="first"))  # the writer is open
+        begins: list[str] = []
+
+        def trace(raw: sqlite3.Connection) -> None:
+            raw.set_trace_callback(
+                lambda sql: begins.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None
+            )
+
+        await provider.driver.on_writer(trace)
+        blocker = sqlite3.connect(db, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+            begins.clear()
+            waiting = asyncio.create_task(provider.create_workflow(instance(id="waited")))
+            for _ in range(3000):
+                if len(begins) >= 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert len(begins) >= 5, begins
+            assert not waiting.done()
+            blocker.execute("COMMIT")
+        finally:
+            blocker.close()
+        with anyio.fail_after(30):
+            assert await waiting == "waited"
+        await provider.driver.on_writer(lambda raw: raw.set_trace_callback(None))
+        assert await provider.driver.pragma("busy_timeout") == 30000
+    assert sorted(r[0] for r in raw_rows(db, "SELECT id FROM wfe_workflows")) == [
+        "first",
+        "waited",
+    ]
+
+
 async def test_bad_options_are_refused() -> None:
     with pytest.raises(ValueError, match="synchronous must be one of"):
         SqlitePersistenceProvider("x.db", synchronous="SOMETIMES")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import os
 import secrets
@@ -370,8 +369,8 @@ class ClientCore(ClientDefinitions):
         ``instance``: the ended instance exactly as its last write stored it (the pass's
         own object, written and never changed again); it is kept for a moment
         (:data:`ENDS_KEPT_SECONDS`, at most :data:`ENDS_KEPT` of them) so that a waiter
-        in this process -- woken now, or calling just after the end -- gets a copy of it
-        without reading the store."""
+        in this process -- woken now, or calling just after the end -- gets it without
+        reading the store."""
         if instance is not None:
             ends = self._ends_here
             now = time.monotonic()
@@ -386,11 +385,13 @@ class ClientCore(ClientDefinitions):
             waiter.set()
 
     def _ended_here(self, workflow_id: str) -> WorkflowInstance | None:
-        """A copy of ``workflow_id`` as it ended in this process a moment ago, or None."""
-        kept = self._ends_here.get(workflow_id)
+        """``workflow_id`` as it ended in this process a moment ago, or None. The first
+        caller takes the object itself (the pass that wrote it is done with it): no
+        copy; a later one finds nothing and reads the store."""
+        kept = self._ends_here.pop(workflow_id, None)
         if kept is None or kept[0] < time.monotonic() - ENDS_KEPT_SECONDS:
             return None
-        return copy.deepcopy(kept[1])
+        return kept[1]
 
     async def guard_child_end(self, instance: WorkflowInstance) -> None:
         """Just before the write that ends ``instance``: when it is a child, schedule a

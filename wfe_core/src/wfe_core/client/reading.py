@@ -13,6 +13,7 @@ from wfe_core.retry import Backoff
 __all__ = ["ReadingClient"]
 
 _ENDED = (WorkflowStatus.COMPLETE, WorkflowStatus.TERMINATED)
+_HERE_RECHECK = 1.0  # seconds a waiter trusts a pass running here to signal its end
 
 
 class ReadingClient(ActivityClient):
@@ -23,9 +24,10 @@ class ReadingClient(ActivityClient):
         TimeoutError after ``timeout`` seconds.
 
         When this process runs the workflow (a host), its end is handed over in
-        process: no store read while it runs here, and the instance returned is a copy
-        of the one its last write stored. Otherwise the store is read, at growing
-        intervals (5 ms up to 250 ms)."""
+        process: no store read while it runs here (the waiter sleeps until the pass
+        ends it or stops), and the instance returned is the one its last write stored
+        (the first waiter takes that object; a later one reads the store). Otherwise
+        the store is read, at growing intervals (5 ms up to 250 ms)."""
         done = self._ended_here(workflow_id)
         if done is not None:
             return done
@@ -37,10 +39,12 @@ class ReadingClient(ActivityClient):
         status = "unknown"
         try:
             while True:
-                # while this host runs the workflow its end is signalled here, so the
-                # store is read again only when signalled or when nobody here runs it
-                # (a big instance is not reloaded over and over under a running loop)
-                if woke or not self._runs_here(workflow_id):
+                # while this host runs the workflow its end -- or the end of the pass
+                # -- is signalled here, so the store is read again only when signalled
+                # or when nobody here runs it (a big instance is not reloaded over and
+                # over under a running loop)
+                here = self._runs_here(workflow_id)
+                if woke or not here:
                     done = self._ended_here(workflow_id)
                     if done is not None:
                         return done
@@ -49,6 +53,7 @@ class ReadingClient(ActivityClient):
                     if instance.status in _ENDED:
                         return instance
                     status = instance.status.value
+                    here = self._runs_here(workflow_id)
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise TimeoutError(
@@ -56,11 +61,15 @@ class ReadingClient(ActivityClient):
                     )
                 woke = False
                 try:
-                    await asyncio.wait_for(ended.wait(), min(delay, left))
+                    # running here: signalled when the pass ends (a second is a safety
+                    # net); elsewhere: read again after the backoff's delay
+                    async with asyncio.timeout(min(_HERE_RECHECK if here else delay, left)):
+                        await ended.wait()
                     woke = True
                 except TimeoutError:
                     pass
-                delay = next(wait)
+                if not here:
+                    delay = next(wait)
         finally:
             if self._ended.get(workflow_id) is ended:
                 self._ended.pop(workflow_id, None)

@@ -75,6 +75,9 @@ class PassRunner:
             self.active.pop(workflow_id, None)
             self.again.discard(workflow_id)
             control.finished.set()
+            # a wait_for_workflow here sleeps while the workflow runs here: wake it to
+            # look at the store now that no pass here will signal its end
+            client._signal_ended(workflow_id)
 
     def run_here(self, instance: WorkflowInstance) -> None:
         """Run passes of ``instance`` here, in a task holding a workflow slot already
