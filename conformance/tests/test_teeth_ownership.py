@@ -42,6 +42,25 @@ class Provider(MemoryPersistenceProvider):
 
 CASES = [
     Broken(
+        "claimed_listed_as_runnable",
+        '''
+class Provider(MemoryPersistenceProvider):
+    """get_runnable_instances lists instances a host holds a live claim on."""
+
+    async def get_runnable_instances(self, as_at, limit=1000):
+        await self._enter()
+        due = sorted(
+            (s.header.next_execution, s.seq, wid)
+            for wid, s in self._instances.items()
+            if s.header.status == "runnable"
+            and s.header.next_execution is not None
+            and s.header.next_execution <= as_at
+        )
+        return [wid for _, _, wid in due[:limit]]
+''',
+        ("test_a_claimed_instance_is_not_listed_as_runnable",),
+    ),
+    Broken(
         "takeovers_unreported",
         '''
 class Provider(MemoryPersistenceProvider):

@@ -380,8 +380,11 @@ class WorkflowRepository(Protocol):
         ...
 
     async def get_runnable_instances(self, as_at: datetime, limit: int = 1000) -> list[str]:
-        """Ids of RUNNABLE instances with ``next_execution <= as_at``, earliest
-        ``next_execution`` first, at most ``limit``."""
+        """Ids of RUNNABLE instances with ``next_execution <= as_at`` and no claim live at
+        ``as_at``, earliest ``next_execution`` first, at most ``limit``. An instance a
+        host is running (its claim live) is left out -- its holder carries on with it --
+        and listed again once the claim is released or has expired, so pollers of other
+        hosts do not queue it over and over while it runs."""
         ...
 
     async def query_workflows(

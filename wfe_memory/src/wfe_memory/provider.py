@@ -564,7 +564,8 @@ class MemoryPersistenceProvider(MemoryDefinitionStore):
         return result
 
     async def get_runnable_instances(self, as_at: datetime, limit: int = 1000) -> list[str]:
-        """Ids of RUNNABLE instances due at ``as_at``, earliest ``next_execution`` first."""
+        """Ids of RUNNABLE instances due at ``as_at`` and not claimed then, earliest
+        ``next_execution`` first."""
         _check_aware(as_at, "as_at")
         _non_negative(limit, "limit")
         await self._enter()
@@ -574,6 +575,7 @@ class MemoryPersistenceProvider(MemoryDefinitionStore):
             if s.header.status == WorkflowStatus.RUNNABLE
             and s.header.next_execution is not None
             and s.header.next_execution <= as_at
+            and not s.claimed(as_at)
         ]
         due.sort(key=lambda t: (t[0], t[1]))
         return [workflow_id for _, _, workflow_id in due[:limit]]

@@ -284,6 +284,8 @@ class ProviderStatements:
                 w.c.status == _RUNNABLE,
                 w.c.next_execution.is_not(None),
                 w.c.next_execution <= _b("as_at"),
+                # not while a host runs it (its claim live)
+                or_(w.c.owner.is_(None), w.c.lease_until.is_(None), w.c.lease_until <= _b("as_at")),
             )
             .order_by(w.c.next_execution, w.c.id)
             .limit(_b("limit"))

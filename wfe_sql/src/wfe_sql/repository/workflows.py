@@ -284,7 +284,8 @@ class SqlWorkflowRepository(SqlRepositoryBase):
         return [loaded[i] for i in ids if i in loaded]
 
     async def get_runnable_instances(self, as_at: datetime, limit: int = 1000) -> list[str]:
-        """Ids of RUNNABLE instances due at ``as_at``, earliest ``next_execution`` first."""
+        """Ids of RUNNABLE instances due at ``as_at`` and not claimed then, earliest
+        ``next_execution`` first."""
         at = to_micros(as_at, "as_at")
         _non_negative(limit, "limit")
         s = await self._ready()
