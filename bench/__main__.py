@@ -127,6 +127,31 @@ def run_aux(module: str, quick: bool, timeout: float) -> dict[str, Any]:
         sys.stderr.write(f"  bench.{module} {time.monotonic() - t0:.1f}s\n")
 
 
+def run_markdown(module: str, args: list[str], timeout: float) -> dict[str, Any]:
+    """Run ``bench.round2`` or ``bench.processes`` (their own ``--rounds``, their JSON
+    to a temporary file); return ``{"markdown": stdout, "data": the JSON}`` or
+    ``{"error": ...}``."""
+    fd, out = tempfile.mkstemp(prefix=f"bench_{module}_", suffix=".json")
+    os.close(fd)
+    flag = "--raw" if module == "round2" else "--json"
+    cmd = [sys.executable, "-m", f"bench.{module}", *args, flag, out]
+    sys.stderr.write(f"running bench.{module} {' '.join(args)} ...\n")
+    t0 = time.monotonic()
+    try:
+        proc = subprocess.run(
+            cmd, cwd=HERE.parent, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if proc.returncode != 0 or not proc.stdout.strip():
+            return {"error": f"exit {proc.returncode}: {(proc.stderr or '')[-1500:]}"}
+        text = Path(out).read_text()
+        return {"markdown": proc.stdout, "data": json.loads(text) if text else None}
+    except subprocess.TimeoutExpired:
+        return {"error": f"timeout after {timeout:.0f}s"}
+    finally:
+        Path(out).unlink(missing_ok=True)
+        sys.stderr.write(f"  bench.{module} {time.monotonic() - t0:.1f}s\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     p.add_argument("--quick", action="store_true", help="1 round, small N, short limits")
@@ -134,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-limits", action="store_true")
     p.add_argument("--no-growth", action="store_true")
     p.add_argument("--no-profile", action="store_true")
+    p.add_argument("--no-round2", action="store_true", help="skip issue 15's side-by-side run")
+    p.add_argument("--no-processes", action="store_true", help="skip the process scaling")
     p.add_argument("--engines", default="wfe,dbos")
     p.add_argument("--stores", default=",".join(STORES))
     p.add_argument("--out", default=str(HERE / "RESULTS.md"))
@@ -164,6 +191,19 @@ def main(argv: list[str] | None = None) -> int:
     limits = {} if args.no_limits else run_aux("limits", args.quick, 600)
     growth = {} if args.no_growth else run_aux("growth", args.quick, 1800)
     profile = {} if args.no_profile else run_aux("profile", args.quick, 600)
+    quick = ["--quick"] if args.quick else []
+    round2 = (
+        {}
+        if args.no_round2 or "dbos" not in engines
+        else run_markdown("round2", ["--rounds", str(rounds), *quick], 5400)
+    )
+    processes = (
+        {}
+        if args.no_processes
+        else run_markdown(
+            "processes", ["--rounds", str(rounds), "--n", "1000" if args.quick else "4000"], 5400
+        )
+    )
     raw = {
         "argv": ["python", "-m", "bench", *(argv if argv is not None else sys.argv[1:])],
         "quick": args.quick,
@@ -174,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         "limits": limits,
         "growth": growth,
         "profile": profile,
+        "round2": round2,
+        "processes": processes,
         "calibration_ns_per_loop": [speed_before, calibrate()],
     }
     Path(args.raw).write_text(json.dumps(raw, indent=1))

@@ -369,6 +369,7 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
         w(f"| ≤ 5 KiB per waiting workflow | {v:.2f} KiB | {_met(v <= 5)} |")
     w("")
     _profile_section(w, raw.get("profile") or {}, agg)
+    _round_two_section(w, raw.get("round2") or {}, raw.get("processes") or {}, growth)
     # ---------------------------------------------------------------- raw
     w("## Raw numbers per round")
     w("")
@@ -385,7 +386,91 @@ def write_report(raw: dict[str, Any], path: Path) -> None:
           f"{c['latency_ms']['p50']:.2f} | {c['latency_ms']['p99']:.2f} | "
           f"{_f(c.get('commits_per_workflow'), 2)} | {_f(c.get('cpu_s'), 2)} |")  # fmt: skip
     w("")
-    path.write_text("\n".join(lines) + "\n")
+    kept = _curated(path)
+    path.write_text("\n".join(lines) + "\n" + (f"\n{kept}" if kept else ""))
+
+
+CURATED = "<!-- curated sections below: kept as they are by bench/report.py -->"
+"""The line after which RESULTS.md holds sections written by hand (interleaved
+before/after measurements, profiles, models); a new run keeps them."""
+
+
+def _curated(path: Path) -> str:
+    """The curated tail of the RESULTS.md at ``path`` (from :data:`CURATED` on)."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    at = text.find(CURATED)
+    return text[at:] if at >= 0 else ""
+
+
+def _round_two_section(
+    w: Callable[[str], None],
+    round2: dict[str, Any],
+    processes: dict[str, Any],
+    growth: dict[str, Any],
+) -> None:
+    """Issue 15: wfe's tuned and user paths beside DBOS (``bench.round2``), the process
+    scaling (``bench.processes``) and the targets table."""
+    w("## Performance round two (issue 15): both paths beside DBOS")
+    w("")
+    if "error" in round2:
+        w(f"bench.round2 failed: `{round2['error'][-500:]}`")
+    elif round2:
+        w("`python -m bench.round2`: \"tuned\" is the workflow above (`async def` steps, "
+          "completion seen by a POST_WORKFLOW middleware); \"user\" is the README's way "
+          "(three plain `def` steps, `start_workflow` then `wait_for_workflow`); DBOS "
+          "\"direct\" calls the workflow function, \"start\" is `DBOS.start_workflow` + "
+          "`get_result`. Every cell a fresh subprocess on a fresh store; medians over "
+          "rounds. Every step checkpoint is a committed, synced transaction before the next "
+          "user step runs (SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`): "
+          "per user-path workflow 4 writes (the start, one per step), "
+          "group-committed.")  # fmt: skip
+        w("")
+        w(round2["markdown"].rstrip())
+    else:
+        w("not run (`--no-round2`, or DBOS not measured).")
+    w("")
+    w("## Process scaling (issue 15)")
+    w("")
+    summary: list[dict[str, Any]] = []
+    if "error" in processes:
+        w(f"bench.processes failed: `{processes['error'][-500:]}`")
+    elif processes:
+        w("`python -m bench.processes`: `wfe worker --processes P --concurrency 32` working "
+          "off N pre-created instances on one store; steady wf/s once every process is up, "
+          "x P=1 its ratio to one process (the curated notes below explain the "
+          "columns).")  # fmt: skip
+        w("")
+        w(processes["markdown"].rstrip())
+        summary = (processes.get("data") or {}).get("summary") or []
+    else:
+        w("not run (`--no-processes`).")
+    w("")
+    rows = [
+        r for r in summary if r.get("processes") == 2 and r.get("store") in ("sqlite", "postgres")
+    ]
+    loops = [(n, growth.get(n)) for n in ("loop_memory", "loop_sqlite") if isinstance(growth, dict)]
+    if rows or any(g for _, g in loops):
+        w("### Targets (issue 15) from the process and growth cells")
+        w("")
+        w("| target | measured | status |")
+        w("|---|---|---|")
+        for r in rows:
+            w(f"| 2 processes >= 1.7x one ({r['workload']}, {r['store']}) | "
+              f"x{r['ratio']:.2f} (steady {r['steady_wf_s']:,.0f} wf/s) | "
+              f"{_met(r['ratio'] >= 1.7)} |")  # fmt: skip
+        for name, g in loops:
+            if g and g.get("last_over_first") is not None:
+                v = g["last_over_first"]
+                w(f"| loop's last 1,000 <= 1.2x its first ({name.split('_')[1]}, "
+                  f"{g['iterations']:,} it.) | x{v:.2f} | {_met(v <= 1.2)} |")  # fmt: skip
+        if isinstance(growth, dict) and "finished_ratio_start_to_complete" in growth:
+            v = growth["finished_ratio_start_to_complete"]
+            big = growth["finished_large"]["finished_instances"] - 1
+            w(f"| start-to-complete, {big:,} vs 10,000 finished <= 1.2x | x{v:.2f} | "
+              f"{_met(v <= 1.2)} |")  # fmt: skip
+        w("")
 
 
 def _profile_section(

@@ -255,7 +255,79 @@ def report(results: dict[tuple[str, str, int], list[dict[str, Any]]]) -> str:
                 f"{fmt(r2, 2)}x",
             )
         )
+    lines += ["", "### Targets (issue 15) measured here", "", *targets(results)]
     return "\n".join(lines)
+
+
+def _verdict(ok: bool | None) -> str:
+    return "—" if ok is None else ("met" if ok else "**not met**")
+
+
+def targets(results: dict[tuple[str, str, int], list[dict[str, Any]]]) -> list[str]:
+    """The issue-15 targets this run measures (throughput ratios, `def` vs `async def`,
+    memory, event latency), as Markdown table rows with their verdicts."""
+    out = [row("target", "measured", "verdict"), "|---|---|---|"]
+    for store in ("sqlite", "postgres"):
+        b = {
+            lab: _best(results, lab, store)
+            for lab in ("wfe tuned", "wfe user", "dbos direct", "dbos start")
+        }
+        for path, mine, theirs in (
+            ("tuned", "wfe tuned", "dbos direct"),
+            ("user", "wfe user", "dbos start"),
+        ):
+            w, d = b[mine], b[theirs]
+            ratio, shown = None, "—"
+            if w and d:
+                ratio = w[0] / d[0]
+                shown = f"{ratio:.2f}x ({w[0]:,.0f} / {d[0]:,.0f} wf/s)"
+            out.append(
+                row(
+                    f">= 10x DBOS, {store}, {path} path",
+                    shown,
+                    _verdict(None if ratio is None else ratio >= 10),
+                )
+            )
+    cs = sorted({c for (lab, st, c) in results if st == "memory"})
+    for c in cs:
+        sync = _cpu(results.get(("wfe user", "memory", c), []))
+        asy = _cpu(results.get(("wfe user_async", "memory", c), []))
+        ratio = sync / asy if sync and asy else None
+        shown = "—" if ratio is None else f"{ratio:.2f}x CPU ({sync:.3f} / {asy:.3f} ms)"
+        out.append(
+            row(
+                f"`def` step <= 1.25x `async def`, memory C={c}",
+                shown,
+                _verdict(None if ratio is None else ratio <= 1.25),
+            )
+        )
+    for c in cs:
+        for path, lab in (("tuned", "wfe tuned"), ("user", "wfe user")):
+            cells = results.get((lab, "memory", c), [])
+            rate, cpu = _med(cells, "workflows_per_s"), _cpu(cells)
+            ok = None if rate is None or cpu is None else rate >= 2500 and cpu <= 0.4
+            shown = "—" if rate is None or cpu is None else f"{rate:,.0f} wf/s, {cpu:.3f} ms CPU"
+            out.append(
+                row(f"memory >= 2,500 wf/s and <= 0.4 ms, {path}, C={c}", shown, _verdict(ok))
+            )
+    for store in ("sqlite", "postgres"):
+        cells = results.get(("wfe user_event", store, 1), [])
+        p50, p99 = _med(cells, "latency_ms", "p50"), _med(cells, "latency_ms", "p99")
+        ok = None if p50 is None or p99 is None else p50 <= 3 and p99 <= 10
+        shown = "—" if p50 is None or p99 is None else f"p50 {p50:.2f} ms, p99 {p99:.2f} ms"
+        out.append(row(f"event p50 <= 3 ms and p99 <= 10 ms, {store}", shown, _verdict(ok)))
+    w = _med(results.get(("wfe user_event", "postgres", 1), []), "latency_ms", "p50")
+    d = _med(results.get(("dbos event", "postgres", 1), []), "latency_ms", "p50")
+    ratio = d / w if w and d else None
+    shown = "—" if ratio is None else f"{ratio:.1f}x (DBOS p50 {d:.2f} ms / wfe {w:.2f} ms)"
+    out.append(
+        row(
+            "event latency >= 5x better than DBOS, postgres",
+            shown,
+            _verdict(None if ratio is None else ratio >= 5),
+        )
+    )
+    return out
 
 
 if __name__ == "__main__":
