@@ -86,6 +86,15 @@ async def test_the_host_running_it_hands_the_end_over_without_reading_the_store(
             assert (await host.wait_for_workflow(wid, 30)).data.steps == 3
 
 
+async def _first_step_done(store: CountingStore, wid: str) -> None:
+    """Until the stored instance shows its first step done (bounded)."""
+    for _ in range(3000):
+        if (await store.get_workflow_instance(wid)).data.steps == 1:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"workflow {wid} never finished its first step")
+
+
 async def _idle(host: WorkflowHost) -> None:
     """Until no pass runs on ``host`` or was handed to one (bounded)."""
     for _ in range(3000):
@@ -125,10 +134,7 @@ async def test_a_waiting_workflow_resumed_here_ends_through_the_in_process_hand_
         await host.start()
         wid = await host.start_workflow(Gate.id, Box())
         waiter = asyncio.create_task(host.wait_for_workflow(wid, 30))
-        for _ in range(3000):
-            if (await store.get_workflow_instance(wid)).data.steps == 1:
-                break
-            await asyncio.sleep(0.01)
+        await _first_step_done(store, wid)
         await host.publish_event("open", "k", None)
         done = await waiter
         assert done.status is WorkflowStatus.COMPLETE
@@ -210,10 +216,7 @@ async def test_a_waiter_wakes_when_the_pass_here_leaves_the_workflow_waiting(
         await host.start()
         wid = await host.start_workflow(Gate.id, Box())
         waiter = asyncio.create_task(host.wait_for_workflow(wid, 120))
-        for _ in range(3000):
-            if (await store.get_workflow_instance(wid)).data.steps == 1:
-                break
-            await asyncio.sleep(0.01)
+        await _first_step_done(store, wid)
         await _idle(host)
         async with WorkflowClient(store) as client:
             client.register_workflow(Gate())
